@@ -1,0 +1,376 @@
+// Package config reads authd's settings from the environment and the command
+// line (a flag wins over its variable), validates every value once at start,
+// and hands each part of the service only its own slice of the result.
+//
+// The list of settings, their defaults and meaning is the table in settings;
+// `authd -h` prints it.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Config is every setting, parsed and validated.
+type Config struct {
+	HTTPAddr  string
+	AdminAddr string
+
+	DatabaseURL string // "sqlite:PATH", "sqlite::memory:" or "postgres://…"
+	RedisURL    string // empty: in-process state
+
+	Hash   Hash
+	Argon2 Argon2
+
+	RateLimit      RateLimit
+	TrustedProxies []netip.Prefix
+
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	JWTIssuer       string
+	JWTAudience     string
+	SecretKey       string // empty: generated and stored (development only)
+	PublicURL       string
+
+	SMTPURL       string
+	MailFrom      string
+	SMSWebhookURL string
+	NotifyTimeout time.Duration
+
+	ShutdownTimeout time.Duration
+	LogLevel        string // debug, info, warn, error
+	LogFormat       string // text or json; empty: text on a terminal, json otherwise
+}
+
+// Hash sizes the Forge's worker pool.
+type Hash struct {
+	Workers int
+	Queue   int
+}
+
+// Argon2 is the cost of new password hashes.
+type Argon2 struct {
+	MemoryKiB   uint32
+	Iterations  uint32
+	Parallelism uint8
+}
+
+// RateLimit is the per-client token bucket on the auth endpoints.
+type RateLimit struct {
+	RPS   float64
+	Burst int
+}
+
+// QueuePerWorker is the default hash queue length per worker: at the default
+// Argon2 cost (about 26 ms a hash on one core) a job at the back of a full
+// queue waits about 32 × 26 ms ≈ 0.85 s, inside the one-second wait target.
+const QueuePerWorker = 32
+
+// Error is a bad setting. Its message is one line naming the variable.
+type Error struct {
+	Env, Flag, Value, Reason string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("invalid setting %s (-%s) = %q: %s", e.Env, e.Flag, e.Value, e.Reason)
+}
+
+// ErrHelp is returned by Parse when -h or -help was given; usage has been written.
+var ErrHelp = flag.ErrHelp
+
+type setting struct {
+	env, flag, def, usage string
+	secret                bool
+	set                   func(c *Config, v string) error
+}
+
+func settings() []setting {
+	ncpu := runtime.NumCPU()
+	return []setting{
+		{"AUTHD_HTTP_ADDR", "http-addr", ":8080", "public API listener", false, func(c *Config, v string) error { c.HTTPAddr = v; return addr(v) }},
+		{"AUTHD_ADMIN_ADDR", "admin-addr", "127.0.0.1:9090", "admin listener: /metrics, /debug/pprof/", false, func(c *Config, v string) error { c.AdminAddr = v; return addr(v) }},
+		{"AUTHD_DATABASE_URL", "database-url", "sqlite:authd.db", "sqlite:PATH, sqlite::memory: or postgres://…", true, func(c *Config, v string) error { c.DatabaseURL = v; return databaseURL(v) }},
+		{"AUTHD_REDIS_URL", "redis-url", "", "redis://host:port/db or rediss://…; empty = in-process state", true, func(c *Config, v string) error {
+			c.RedisURL = v
+			return optionalURL(v, "redis", "rediss")
+		}},
+		{"AUTHD_HASH_WORKERS", "hash-workers", strconv.Itoa(ncpu), "Argon2id workers (default: number of CPUs)", false, func(c *Config, v string) error { return positiveInt(v, 1, 1024, &c.Hash.Workers) }},
+		{"AUTHD_HASH_QUEUE", "hash-queue", "", fmt.Sprintf("hash jobs that may wait; beyond it 503 (default: %d per worker)", QueuePerWorker), false, func(c *Config, v string) error {
+			if v == "" {
+				c.Hash.Queue = -1 // resolved after workers are known
+				return nil
+			}
+			return positiveInt(v, 0, 1<<20, &c.Hash.Queue)
+		}},
+		{"AUTHD_ARGON2_MEMORY_KIB", "argon2-memory-kib", "19456", "Argon2id memory per hash in KiB (OWASP floor 19456)", false, func(c *Config, v string) error {
+			var n int
+			if err := positiveInt(v, 19456, 4<<20, &n); err != nil {
+				return err
+			}
+			c.Argon2.MemoryKiB = uint32(n)
+			return nil
+		}},
+		{"AUTHD_ARGON2_ITERATIONS", "argon2-iterations", "2", "Argon2id iterations (OWASP floor 2)", false, func(c *Config, v string) error {
+			var n int
+			if err := positiveInt(v, 2, 100, &n); err != nil {
+				return err
+			}
+			c.Argon2.Iterations = uint32(n)
+			return nil
+		}},
+		{"AUTHD_ARGON2_PARALLELISM", "argon2-parallelism", "1", "Argon2id lanes per hash", false, func(c *Config, v string) error {
+			var n int
+			if err := positiveInt(v, 1, 255, &n); err != nil {
+				return err
+			}
+			c.Argon2.Parallelism = uint8(n)
+			return nil
+		}},
+		{"AUTHD_RATE_LIMIT_RPS", "rate-limit-rps", "5", "per-client sustained requests per second on the auth endpoints", false, func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 || f > 1e6 {
+				return errors.New("must be a number above 0")
+			}
+			c.RateLimit.RPS = f
+			return nil
+		}},
+		{"AUTHD_RATE_LIMIT_BURST", "rate-limit-burst", "20", "per-client burst on the auth endpoints", false, func(c *Config, v string) error { return positiveInt(v, 1, 1e6, &c.RateLimit.Burst) }},
+		{"AUTHD_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed", false, func(c *Config, v string) error {
+			p, err := ParsePrefixes(v)
+			c.TrustedProxies = p
+			return err
+		}},
+		{"AUTHD_ACCESS_TOKEN_TTL", "access-token-ttl", "15m", "access token lifetime", false, func(c *Config, v string) error { return duration(v, time.Minute, 24*time.Hour, &c.AccessTokenTTL) }},
+		{"AUTHD_REFRESH_TOKEN_TTL", "refresh-token-ttl", "720h", "refresh token (session) lifetime", false, func(c *Config, v string) error { return duration(v, time.Minute, 8760*time.Hour, &c.RefreshTokenTTL) }},
+		{"AUTHD_JWT_ISSUER", "jwt-issuer", "", "iss of issued tokens (default: AUTHD_PUBLIC_URL)", false, func(c *Config, v string) error {
+			c.JWTIssuer = v
+			return optionalURL(v, "http", "https")
+		}},
+		{"AUTHD_JWT_AUDIENCE", "jwt-audience", "authd", "aud of issued tokens", false, func(c *Config, v string) error {
+			c.JWTAudience = v
+			if v == "" {
+				return errors.New("must not be empty")
+			}
+			return nil
+		}},
+		{"AUTHD_SECRET_KEY", "secret-key", "", "at least 32 bytes; encrypts TOTP secrets and signing keys at rest (default: generated and stored, development only)", true, func(c *Config, v string) error {
+			c.SecretKey = v
+			if v != "" && len(v) < 32 {
+				return errors.New("must be at least 32 bytes")
+			}
+			return nil
+		}},
+		{"AUTHD_PUBLIC_URL", "public-url", "http://localhost:8080", "base of every link in an email", false, func(c *Config, v string) error {
+			c.PublicURL = strings.TrimRight(v, "/")
+			if v == "" {
+				return errors.New("must not be empty")
+			}
+			return optionalURL(v, "http", "https")
+		}},
+		{"AUTHD_SMTP_URL", "smtp-url", "", "smtp://user:pass@host:port or smtps://…; empty = emails go to the log", true, func(c *Config, v string) error {
+			c.SMTPURL = v
+			return optionalURL(v, "smtp", "smtps")
+		}},
+		{"AUTHD_MAIL_FROM", "mail-from", "", "From address of emails", false, func(c *Config, v string) error { c.MailFrom = v; return nil }},
+		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS provider endpoint (JSON POST); empty = SMS go to the log", true, func(c *Config, v string) error {
+			c.SMSWebhookURL = v
+			return optionalURL(v, "http", "https")
+		}},
+		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "5s", "per delivery attempt", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.NotifyTimeout) }},
+		{"AUTHD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "graceful shutdown budget", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.ShutdownTimeout) }},
+		{"AUTHD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, func(c *Config, v string) error {
+			c.LogLevel = strings.ToLower(v)
+			switch c.LogLevel {
+			case "debug", "info", "warn", "error":
+				return nil
+			}
+			return errors.New("must be debug, info, warn or error")
+		}},
+		{"AUTHD_LOG_FORMAT", "log-format", "", "text or json (default: text on a terminal, json otherwise)", false, func(c *Config, v string) error {
+			c.LogFormat = strings.ToLower(v)
+			switch c.LogFormat {
+			case "", "text", "json":
+				return nil
+			}
+			return errors.New("must be text or json")
+		}},
+	}
+}
+
+// Parse reads the settings: defaults, then getenv, then args (flags). It
+// returns ErrHelp after writing usage to out when asked for help, and an
+// *Error naming the setting for the first bad value.
+func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
+	ss := settings()
+	fs := flag.NewFlagSet("authd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	vals := make([]*string, len(ss))
+	for i, s := range ss {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		vals[i] = fs.String(s.flag, v, s.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			Usage(out)
+			return nil, ErrHelp
+		}
+		return nil, fmt.Errorf("%w (authd -h lists the settings)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (authd -h lists the settings)", fs.Arg(0))
+	}
+	c := &Config{}
+	for i, s := range ss {
+		if err := s.set(c, *vals[i]); err != nil {
+			shown := *vals[i]
+			switch {
+			case s.env == "AUTHD_SECRET_KEY":
+				shown = "REDACTED"
+			case s.secret:
+				shown = redactURL(shown)
+			}
+			return nil, &Error{Env: s.env, Flag: s.flag, Value: shown, Reason: err.Error()}
+		}
+	}
+	if c.Hash.Queue < 0 {
+		c.Hash.Queue = QueuePerWorker * c.Hash.Workers
+	}
+	if c.JWTIssuer == "" {
+		c.JWTIssuer = c.PublicURL
+	}
+	return c, nil
+}
+
+// Usage writes every setting with its default.
+func Usage(out io.Writer) {
+	fmt.Fprintf(out, "Usage: authd [flags]\n       authd keys rotate [flags]\n\nEvery setting is an environment variable and the same-named flag; a flag wins.\n\n")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
+	for _, s := range settings() {
+		def := s.def
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t-%s\t%s\t%s\n", s.env, s.flag, def, s.usage)
+	}
+	tw.Flush()
+}
+
+func positiveInt(v string, lo, hi int, dst *int) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return errors.New("must be an integer")
+	}
+	if n < lo || n > hi {
+		return fmt.Errorf("must be between %d and %d", lo, hi)
+	}
+	*dst = n
+	return nil
+}
+
+func duration(v string, lo, hi time.Duration, dst *time.Duration) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return errors.New("must be a Go duration such as 15m or 720h")
+	}
+	if d < lo || d > hi {
+		return fmt.Errorf("must be between %s and %s", lo, hi)
+	}
+	*dst = d
+	return nil
+}
+
+func addr(v string) error {
+	i := strings.LastIndexByte(v, ':')
+	if i < 0 {
+		return errors.New("must be host:port or :port")
+	}
+	if n, err := strconv.Atoi(v[i+1:]); err != nil || n < 0 || n > 65535 {
+		return errors.New("port must be a number from 0 to 65535")
+	}
+	return nil
+}
+
+func databaseURL(v string) error {
+	switch {
+	case strings.HasPrefix(v, "sqlite:"):
+		if strings.TrimPrefix(v, "sqlite:") == "" {
+			return errors.New("sqlite: needs a path, or :memory:")
+		}
+		return nil
+	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			return errors.New("is not a valid postgres:// URL")
+		}
+		return nil
+	}
+	return errors.New("must start with sqlite: or postgres://")
+}
+
+func optionalURL(v string, schemes ...string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("is not a valid URL")
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			if u.Host == "" {
+				return errors.New("URL has no host")
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("URL scheme must be %s", strings.Join(schemes, " or "))
+}
+
+// ParsePrefixes parses a comma-separated list of CIDRs or bare addresses
+// (a bare address is a /32 or /128).
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR", f)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR", f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// redactURL hides a URL's password so a bad secret setting can be reported.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" {
+		return "REDACTED"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,130 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(nil, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != ":8080" || c.AdminAddr != "127.0.0.1:9090" || c.DatabaseURL != "sqlite:authd.db" || c.RedisURL != "" {
+		t.Errorf("listeners/storage defaults: %+v", c)
+	}
+	if c.Hash.Workers != runtime.NumCPU() || c.Hash.Queue != QueuePerWorker*runtime.NumCPU() {
+		t.Errorf("hash defaults: %+v", c.Hash)
+	}
+	if c.Argon2 != (Argon2{MemoryKiB: 19456, Iterations: 2, Parallelism: 1}) {
+		t.Errorf("argon2 defaults: %+v", c.Argon2)
+	}
+	if c.AccessTokenTTL != 15*time.Minute || c.RefreshTokenTTL != 720*time.Hour {
+		t.Errorf("ttl defaults: %v %v", c.AccessTokenTTL, c.RefreshTokenTTL)
+	}
+	if c.JWTIssuer != "http://localhost:8080" || c.JWTAudience != "authd" || c.PublicURL != "http://localhost:8080" {
+		t.Errorf("jwt defaults: %q %q %q", c.JWTIssuer, c.JWTAudience, c.PublicURL)
+	}
+	if c.ShutdownTimeout != 20*time.Second || c.NotifyTimeout != 5*time.Second {
+		t.Errorf("timeouts: %v %v", c.ShutdownTimeout, c.NotifyTimeout)
+	}
+}
+
+func TestFlagWinsOverEnv(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]string{"-hash-workers", "3", "-http-addr=127.0.0.1:0"},
+		env(map[string]string{"AUTHD_HASH_WORKERS": "7", "AUTHD_HASH_QUEUE": "5", "AUTHD_HTTP_ADDR": ":1"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hash.Workers != 3 || c.Hash.Queue != 5 || c.HTTPAddr != "127.0.0.1:0" {
+		t.Errorf("got %+v %q", c.Hash, c.HTTPAddr)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ env, value string }{
+		{"AUTHD_HASH_WORKERS", "abc"},
+		{"AUTHD_HASH_WORKERS", "0"},
+		{"AUTHD_HASH_QUEUE", "-1"},
+		{"AUTHD_DATABASE_URL", "mysql://x"},
+		{"AUTHD_DATABASE_URL", "postgres://%zz"},
+		{"AUTHD_REDIS_URL", "http://localhost:6379"},
+		{"AUTHD_ACCESS_TOKEN_TTL", "-5m"},
+		{"AUTHD_REFRESH_TOKEN_TTL", "soon"},
+		{"AUTHD_SHUTDOWN_TIMEOUT", "-1s"},
+		{"AUTHD_ARGON2_MEMORY_KIB", "1024"},
+		{"AUTHD_ARGON2_ITERATIONS", "1"},
+		{"AUTHD_RATE_LIMIT_RPS", "0"},
+		{"AUTHD_TRUSTED_PROXIES", "10.0.0.0/33"},
+		{"AUTHD_LOG_LEVEL", "loud"},
+		{"AUTHD_HTTP_ADDR", "8080"},
+		{"AUTHD_PUBLIC_URL", "ftp://x"},
+		{"AUTHD_SECRET_KEY", "short-secret"},
+	} {
+		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(nil, env(map[string]string{tc.env: tc.value}), nil)
+			var se *Error
+			if !errors.As(err, &se) || se.Env != tc.env {
+				t.Fatalf("err = %v, want *Error naming %s", err, tc.env)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.env) || strings.Contains(msg, "\n") {
+				t.Errorf("message %q must be one line naming %s", msg, tc.env)
+			}
+			if tc.env == "AUTHD_SECRET_KEY" && strings.Contains(msg, tc.value) {
+				t.Errorf("message leaks the secret: %q", msg)
+			}
+		})
+	}
+}
+
+func TestSecretURLRedacted(t *testing.T) {
+	t.Parallel()
+	_, err := Parse(nil, env(map[string]string{"AUTHD_SMTP_URL": "http://user:hunter22@mail"}), nil)
+	if err == nil || strings.Contains(err.Error(), "hunter22") {
+		t.Fatalf("err = %v: want an error without the password", err)
+	}
+}
+
+func TestHelpListsEverySetting(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	_, err := Parse([]string{"-h"}, env(nil), &buf)
+	if !errors.Is(err, ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, s := range settings() {
+		if !strings.Contains(buf.String(), s.env) || !strings.Contains(buf.String(), "-"+s.flag) {
+			t.Errorf("help lacks %s", s.env)
+		}
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	t.Parallel()
+	p, err := ParsePrefixes(" 10.0.0.0/8, 192.168.1.7 ,::1, 2001:db8::/32 ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "192.168.1.7/32", "::1/128", "2001:db8::/32"}
+	if len(p) != len(want) {
+		t.Fatalf("got %v", p)
+	}
+	for i := range want {
+		if p[i].String() != want[i] {
+			t.Errorf("%d: %v want %s", i, p[i], want[i])
+		}
+	}
+}
