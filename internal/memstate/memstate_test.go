@@ -1,0 +1,151 @@
+package memstate_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/memstate"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func TestStateSuite(t *testing.T) {
+	clock := statetest.NewClock(epoch)
+	statetest.RunStateSuite(t,
+		func(t *testing.T) auth.StateStore { return memstate.New(clock.Now) },
+		clock.Advance,
+	)
+}
+
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := statetest.NewClock(epoch)
+	st := memstate.New(clock.Now)
+	for i := range 100 {
+		ttl := time.Duration(i%4) * time.Minute // a quarter never expire
+		if err := st.Set(ctx, strconv.Itoa(i), []byte("v"), ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		advance     time.Duration
+		wantRemoved int
+		wantLen     int
+	}{
+		{0, 0, 100},
+		{time.Minute, 25, 75},
+		{time.Minute, 25, 50},
+		{time.Hour, 25, 25},
+		{time.Hour, 0, 25},
+	}
+	for i, tt := range tests {
+		clock.Advance(tt.advance)
+		if got := st.Sweep(); got != tt.wantRemoved {
+			t.Errorf("step %d: Sweep removed %d, want %d", i, got, tt.wantRemoved)
+		}
+		if got := st.Len(); got != tt.wantLen {
+			t.Errorf("step %d: Len = %d, want %d", i, got, tt.wantLen)
+		}
+	}
+}
+
+func TestRunSweepsAndStops(t *testing.T) {
+	t.Parallel()
+	clock := statetest.NewClock(epoch)
+	st := memstate.New(clock.Now, memstate.WithSweepInterval(time.Millisecond))
+	if err := st.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+
+	// Wait for the sweeper goroutine (not for a clock: the entry is already
+	// expired), polling with a pause and a bound.
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	deadline := time.After(10 * time.Second)
+	for st.Len() != 0 {
+		select {
+		case <-poll.C:
+		case <-deadline:
+			t.Fatal("Run did not sweep the expired entry")
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v after cancel, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestExpiredEntryInvisibleBeforeSweep(t *testing.T) {
+	t.Parallel()
+	clock := statetest.NewClock(epoch)
+	st := memstate.New(clock.Now)
+	if err := st.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second)
+	if st.Len() != 1 {
+		t.Fatalf("Len = %d before sweep, want 1", st.Len())
+	}
+	if ok, err := st.SetNX(t.Context(), "k", []byte("w"), 0); err != nil || !ok {
+		t.Fatalf("SetNX over an expired, unswept entry = %v, %v; want true", ok, err)
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	ctx := context.Background()
+	for _, keys := range []int{1, 1_000, 1_000_000} {
+		st := memstate.New(time.Now)
+		names, counters := make([]string, keys), make([]string, keys)
+		for i := range names {
+			names[i], counters[i] = fmt.Sprintf("rl:%d", i), fmt.Sprintf("n:%d", i)
+			if err := st.Set(ctx, names[i], []byte("value"), time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("op=Get/keys=%d", keys), func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, err := st.Get(ctx, names[i%keys]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		})
+		b.Run(fmt.Sprintf("op=Incr/keys=%d", keys), func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, err := st.Incr(ctx, counters[i%keys], time.Hour); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,549 @@
+package throttle_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/memstate"
+	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/throttle"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// go-redis's dial probe after repeated dial failures (TestStoreDown);
+		// it notices the closed pool within a second.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
+	)
+}
+
+const redisURLEnv = "AUTHD_TEST_REDIS_URL"
+
+var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// backend makes a fresh, empty store for one test.
+type backend struct {
+	name     string
+	newStore func(t *testing.T) auth.StateStore
+}
+
+// backends returns memstate, and Redis when AUTHD_TEST_REDIS_URL is set.
+// Both run on the test's injected clock: the throttle compares stored
+// window ends with it, so Redis's real-time ttls never matter here.
+func backends(t *testing.T) []backend {
+	t.Helper()
+	bs := []backend{{name: "memstate"}} // newEnv builds it on the test's clock
+	if os.Getenv(redisURLEnv) != "" {
+		bs = append(bs, backend{"redis", newRedisStore})
+	} else {
+		t.Logf("%s is not set; running against memstate only", redisURLEnv)
+	}
+	return bs
+}
+
+func newRedisStore(t *testing.T) auth.StateStore {
+	t.Helper()
+	c, err := redis.NewClient(os.Getenv(redisURLEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "authdtest:" + hex.EncodeToString(b) + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
+		defer cancel()
+		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
+		var keys []string
+		for it.Next(ctx) {
+			keys = append(keys, it.Val())
+		}
+		if err := it.Err(); err != nil {
+			t.Errorf("cleanup: scan: %v", err)
+		} else if len(keys) > 0 {
+			if err := c.Unlink(ctx, keys...).Err(); err != nil {
+				t.Errorf("cleanup: unlink: %v", err)
+			}
+		}
+		c.Close()
+	})
+	return redis.NewStore(c, prefix)
+}
+
+// env is one throttle under test with its clock and store.
+type env struct {
+	th    *throttle.Throttle
+	clock *statetest.Clock
+	st    auth.StateStore
+}
+
+func newEnv(t *testing.T, b backend, p throttle.Params) *env {
+	t.Helper()
+	clock := statetest.NewClock(epoch)
+	var st auth.StateStore
+	if b.name == "memstate" {
+		st = memstate.New(clock.Now)
+	} else {
+		st = b.newStore(t)
+	}
+	return &env{th: throttle.New(st, p, clock.Now), clock: clock, st: st}
+}
+
+// forEachBackend runs fn as a parallel subtest per backend.
+func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
+	t.Helper()
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, b)
+		})
+	}
+}
+
+func (e *env) check(t *testing.T, email, client string) time.Duration {
+	t.Helper()
+	wait, err := e.th.Check(t.Context(), email, client)
+	if err != nil {
+		t.Fatalf("Check(%q, %q): %v", email, client, err)
+	}
+	return wait
+}
+
+func (e *env) wantCheck(t *testing.T, email, client string, want time.Duration) {
+	t.Helper()
+	if got := e.check(t, email, client); got != want {
+		t.Fatalf("Check(%q, %q) = %v, want %v", email, client, got, want)
+	}
+}
+
+func (e *env) fail(t *testing.T, email, client string) {
+	t.Helper()
+	if err := e.th.Failure(t.Context(), email, client); err != nil {
+		t.Fatalf("Failure(%q, %q): %v", email, client, err)
+	}
+}
+
+func (e *env) succeed(t *testing.T, email, client string) {
+	t.Helper()
+	if err := e.th.Success(t.Context(), email, client); err != nil {
+		t.Fatalf("Success(%q, %q): %v", email, client, err)
+	}
+}
+
+// attempt is one admitted, failed login: Check must admit it.
+func (e *env) attempt(t *testing.T, email, client string) {
+	t.Helper()
+	e.wantCheck(t, email, client, 0)
+	e.fail(t, email, client)
+}
+
+const (
+	alice    = "alice@example.com"
+	clientA  = "203.0.113.7"
+	attacker = "198.51.100.66"
+)
+
+func TestEscalation(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		for range throttle.DefaultFreeFailures {
+			e.attempt(t, alice, clientA)
+		}
+		want := []time.Duration{
+			1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second,
+			32 * time.Second, 64 * time.Second, 128 * time.Second, 256 * time.Second, 512 * time.Second,
+			15 * time.Minute, 15 * time.Minute, 15 * time.Minute,
+		}
+		for i, d := range want {
+			e.attempt(t, alice, clientA)
+			// Inside the window, Check says exactly how long is left ...
+			e.wantCheck(t, alice, clientA, d)
+			e.clock.Advance(d / 4)
+			e.wantCheck(t, alice, clientA, d-d/4)
+			e.clock.Advance(d - d/4 - time.Nanosecond)
+			e.wantCheck(t, alice, clientA, time.Nanosecond)
+			// ... and the window ends on time.
+			e.clock.Advance(time.Nanosecond)
+			if i == len(want)-1 {
+				e.wantCheck(t, alice, clientA, 0)
+			}
+		}
+	})
+}
+
+func TestSuccessResets(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		for range 8 {
+			e.attempt(t, alice, clientA)
+			e.clock.Advance(time.Hour) // past any window
+		}
+		e.wantCheck(t, alice, clientA, 0)
+		e.succeed(t, alice, clientA)
+		// Five free failures again, then the first window is the shortest.
+		for range throttle.DefaultFreeFailures + 1 {
+			e.attempt(t, alice, clientA)
+		}
+		e.wantCheck(t, alice, clientA, time.Second)
+	})
+}
+
+func TestEmailNormalised(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		spellings := []string{"alice@example.com", "Alice@Example.com", " ALICE@EXAMPLE.COM", "alice@example.COM\t", "aLiCe@example.com", "alice@example.com "}
+		for _, s := range spellings {
+			e.attempt(t, s, clientA)
+		}
+		e.wantCheck(t, alice, clientA, time.Second)
+		// Another account is unaffected.
+		e.wantCheck(t, "bob@example.com", clientA, 0)
+	})
+}
+
+func TestManyClientsOneAccount(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		admitted := 0
+		for i := range 20 {
+			client := "192.0.2." + string(rune('a'+i))
+			if e.check(t, alice, client) == 0 {
+				admitted++
+				e.fail(t, alice, client)
+			}
+		}
+		if admitted != throttle.DefaultFreeFailures+1 {
+			t.Errorf("%d of 20 attempts from 20 clients admitted, want %d", admitted, throttle.DefaultFreeFailures+1)
+		}
+		if got := e.check(t, alice, "192.0.2.250"); got <= 0 {
+			t.Errorf("Check from a new client after 20 = %v, want a delay", got)
+		}
+	})
+}
+
+// TestPairSurvivesOwnerSuccess: the owner's login clears the account, not the
+// attacker's client, which stays at its escalated delay while the owner's
+// client goes free.
+func TestPairSurvivesOwnerSuccess(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		for range 10 { // failures 6..10 open windows of 1..16s
+			e.attempt(t, alice, attacker)
+			e.clock.Advance(time.Minute) // past each window
+		}
+		e.succeed(t, alice, clientA)
+
+		e.attempt(t, alice, attacker) // 11th failure of the pair: 32s
+		e.wantCheck(t, alice, attacker, 32*time.Second)
+		// The owner is not held by the attacker's window ...
+		e.wantCheck(t, alice, clientA, 0)
+		e.succeed(t, alice, clientA)
+		// ... and the attacker is still held after the owner's success.
+		e.wantCheck(t, alice, attacker, 32*time.Second)
+	})
+}
+
+// TestConcurrentChecks: a burst of simultaneous attempts cannot all be
+// admitted before the first failures are recorded.
+func TestConcurrentChecks(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		const n = 40
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			admitted []int
+			errs     []error
+		)
+		for i := range n {
+			wg.Go(func() {
+				wait, err := e.th.Check(t.Context(), alice, attacker)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				} else if wait == 0 {
+					admitted = append(admitted, i)
+				}
+			})
+		}
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatal(errors.Join(errs...))
+		}
+		if len(admitted) != throttle.DefaultFreeFailures+1 {
+			t.Fatalf("%d of %d concurrent attempts admitted, want %d (the free ones and one claim)",
+				len(admitted), n, throttle.DefaultFreeFailures+1)
+		}
+		for range admitted {
+			e.fail(t, alice, attacker)
+		}
+		e.wantCheck(t, alice, attacker, time.Second)
+	})
+}
+
+// TestOneAttemptAtATimeWhenDelayed: past the free failures, a second attempt
+// waits while one is in flight, and the claim is freed by the outcome.
+func TestOneAttemptAtATimeWhenDelayed(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b backend) {
+		e := newEnv(t, b, throttle.Params{})
+		for range throttle.DefaultFreeFailures {
+			e.attempt(t, alice, attacker)
+		}
+		e.wantCheck(t, alice, attacker, 0)          // in flight
+		e.wantCheck(t, alice, clientA, time.Second) // waits for it
+		e.succeed(t, alice, attacker)
+		e.wantCheck(t, alice, clientA, 0)
+	})
+}
+
+func TestAbandonedAttemptLapses(t *testing.T) {
+	t.Parallel()
+	b := backend{name: "memstate"} // the claim's lapse follows the store's clock
+	e := newEnv(t, b, throttle.Params{AttemptTimeout: 30 * time.Second})
+	for range throttle.DefaultFreeFailures {
+		e.attempt(t, alice, clientA)
+	}
+	e.wantCheck(t, alice, clientA, 0) // admitted, then neither Success nor Failure
+	e.wantCheck(t, alice, clientA, time.Second)
+	e.clock.Advance(30 * time.Second)
+	e.wantCheck(t, alice, clientA, 0)
+}
+
+func TestCountsForgotten(t *testing.T) {
+	t.Parallel()
+	b := backend{name: "memstate"} // counts expire on the store's clock
+	t.Run("few failures, Window after the first", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, b, throttle.Params{Window: time.Hour})
+		for range 4 {
+			e.attempt(t, alice, clientA)
+		}
+		e.clock.Advance(time.Hour)
+		for range throttle.DefaultFreeFailures + 1 {
+			e.attempt(t, alice, clientA)
+		}
+		e.wantCheck(t, alice, clientA, time.Second)
+	})
+	t.Run("delayed account, Window after the last", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, b, throttle.Params{Window: time.Hour})
+		for range throttle.DefaultFreeFailures + 1 {
+			e.attempt(t, alice, clientA)
+		}
+		e.clock.Advance(50 * time.Minute)
+		e.attempt(t, alice, clientA) // 7th: 2s
+		e.clock.Advance(50 * time.Minute)
+		// An hour after the first failure, but not the last: still counted.
+		e.attempt(t, alice, clientA)
+		e.wantCheck(t, alice, clientA, 4*time.Second)
+		e.clock.Advance(time.Hour)
+		for range throttle.DefaultFreeFailures + 1 {
+			e.attempt(t, alice, clientA)
+		}
+		e.wantCheck(t, alice, clientA, time.Second)
+	})
+}
+
+// TestAttackerBudget plays a patient attacker for two days against the
+// defaults and counts the guesses it gets.
+func TestAttackerBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, backend{name: "memstate"}, throttle.Params{})
+	var at []time.Time
+	end := epoch.Add(48 * time.Hour)
+	for e.clock.Now().Before(end) {
+		if wait := e.check(t, alice, attacker); wait > 0 {
+			e.clock.Advance(wait)
+			continue
+		}
+		at = append(at, e.clock.Now())
+		e.fail(t, alice, attacker)
+	}
+	maxIn := func(d time.Duration) int {
+		best, j := 0, 0
+		for i := range at {
+			for at[i].Sub(at[j]) >= d {
+				j++
+			}
+			best = max(best, i-j+1)
+		}
+		return best
+	}
+	hour, day := maxIn(time.Hour), maxIn(24*time.Hour)
+	t.Logf("failures: %d in 48h, at most %d in any hour, %d in any 24h", len(at), hour, day)
+	if hour > 20 {
+		t.Errorf("%d failures in one hour, want at most 20", hour)
+	}
+	if day > 115 {
+		t.Errorf("%d failures in 24h, want at most 115", day)
+	}
+}
+
+var keyPattern = regexp.MustCompile(`^throttle:\{[0-9a-f]{32}\}:(a|f|w|l|c:[0-9a-f]{32}:[fw])$`)
+
+func TestKeysHideEmailAndClient(t *testing.T) {
+	t.Parallel()
+	run := func(p throttle.Params) map[string]bool {
+		clock := statetest.NewClock(epoch)
+		rec := &recordingStore{StateStore: memstate.New(clock.Now), keys: make(map[string]bool)}
+		th := throttle.New(rec, p, clock.Now)
+		ctx := t.Context()
+		for range 7 {
+			if _, err := th.Check(ctx, alice, clientA); err != nil {
+				t.Fatal(err)
+			}
+			if err := th.Failure(ctx, alice, clientA); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := th.Success(ctx, alice, clientA); err != nil {
+			t.Fatal(err)
+		}
+		return rec.keys
+	}
+	plain := run(throttle.Params{})
+	keyed := run(throttle.Params{HashKey: []byte("0123456789abcdef0123456789abcdef")})
+	if len(plain) == 0 {
+		t.Fatal("no keys recorded")
+	}
+	for k := range plain {
+		if !keyPattern.MatchString(k) {
+			t.Errorf("key %q does not look like throttle:{hash}:...", k)
+		}
+		for _, secret := range []string{"alice", "example", clientA, "203"} {
+			if strings.Contains(k, secret) {
+				t.Errorf("key %q contains %q", k, secret)
+			}
+		}
+		if keyed[k] {
+			t.Errorf("key %q is the same with and without HashKey", k)
+		}
+	}
+}
+
+// recordingStore notes every key the throttle touches, on a real store.
+type recordingStore struct {
+	auth.StateStore
+	mu   sync.Mutex
+	keys map[string]bool // mu guards keys
+}
+
+func (r *recordingStore) note(keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		r.keys[k] = true
+	}
+}
+
+func (r *recordingStore) Get(ctx context.Context, key string) ([]byte, error) {
+	r.note(key)
+	return r.StateStore.Get(ctx, key)
+}
+
+func (r *recordingStore) MGet(ctx context.Context, keys ...string) ([][]byte, error) {
+	r.note(keys...)
+	return r.StateStore.MGet(ctx, keys...)
+}
+
+func (r *recordingStore) Set(ctx context.Context, key string, v []byte, ttl time.Duration) error {
+	r.note(key)
+	return r.StateStore.Set(ctx, key, v, ttl)
+}
+
+func (r *recordingStore) SetNX(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error) {
+	r.note(key)
+	return r.StateStore.SetNX(ctx, key, v, ttl)
+}
+
+func (r *recordingStore) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	r.note(key)
+	return r.StateStore.Incr(ctx, key, ttl)
+}
+
+func (r *recordingStore) Delete(ctx context.Context, keys ...string) error {
+	r.note(keys...)
+	return r.StateStore.Delete(ctx, keys...)
+}
+
+// TestStoreDown needs no Redis: nothing listens on port 1.
+func TestStoreDown(t *testing.T) {
+	t.Parallel()
+	c, err := redis.NewClient("redis://127.0.0.1:1/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	th := throttle.New(redis.NewStore(c, "authdtest:"), throttle.Params{}, time.Now)
+	ctx := t.Context()
+	if wait, err := th.Check(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) || wait != 0 {
+		t.Errorf("Check = %v, %v; want 0, ErrUnavailable", wait, err)
+	}
+	if err := th.Failure(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("Failure = %v; want ErrUnavailable", err)
+	}
+	if err := th.Success(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) {
+		t.Errorf("Success = %v; want ErrUnavailable", err)
+	}
+}
+
+// BenchmarkLogin is the throttle's cost on a good login: Check then Success.
+func BenchmarkLogin(b *testing.B) {
+	ctx := context.Background()
+	stores := []struct {
+		name string
+		st   func(b *testing.B) auth.StateStore
+	}{
+		{"memstate", func(*testing.B) auth.StateStore { return memstate.New(time.Now) }},
+	}
+	if os.Getenv(redisURLEnv) != "" {
+		stores = append(stores, struct {
+			name string
+			st   func(b *testing.B) auth.StateStore
+		}{"redis", func(b *testing.B) auth.StateStore {
+			c, err := redis.NewClient(os.Getenv(redisURLEnv))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			return redis.NewStore(c, "authdbench:throttle:")
+		}})
+	}
+	for _, s := range stores {
+		b.Run("store="+s.name, func(b *testing.B) {
+			th := throttle.New(s.st(b), throttle.Params{}, time.Now)
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				email := "user" + string(rune('a'+i%26)) + "@example.com"
+				if _, err := th.Check(ctx, email, clientA); err != nil {
+					b.Fatal(err)
+				}
+				if err := th.Success(ctx, email, clientA); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
