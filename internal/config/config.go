@@ -113,7 +113,7 @@ func settings() []setting {
 		}},
 		{"AUTHD_ARGON2_MEMORY_KIB", "argon2-memory-kib", "19456", "Argon2id memory per hash in KiB (OWASP floor 19456)", false, func(c *Config, v string) error {
 			var n int
-			if err := positiveInt(v, 19456, 4<<20, &n); err != nil {
+			if err := positiveInt(v, 19456, 256<<10, &n); err != nil {
 				return err
 			}
 			c.Argon2.MemoryKiB = uint32(n)
@@ -121,7 +121,7 @@ func settings() []setting {
 		}},
 		{"AUTHD_ARGON2_ITERATIONS", "argon2-iterations", "2", "Argon2id iterations (OWASP floor 2)", false, func(c *Config, v string) error {
 			var n int
-			if err := positiveInt(v, 2, 100, &n); err != nil {
+			if err := positiveInt(v, 2, 16, &n); err != nil {
 				return err
 			}
 			c.Argon2.Iterations = uint32(n)
@@ -129,7 +129,7 @@ func settings() []setting {
 		}},
 		{"AUTHD_ARGON2_PARALLELISM", "argon2-parallelism", "1", "Argon2id lanes per hash", false, func(c *Config, v string) error {
 			var n int
-			if err := positiveInt(v, 1, 255, &n); err != nil {
+			if err := positiveInt(v, 1, 16, &n); err != nil {
 				return err
 			}
 			c.Argon2.Parallelism = uint8(n)

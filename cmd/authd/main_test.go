@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/authd/authd/internal/config"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// pgx and go-redis keep a background health-check goroutine per pool
+		// that ends shortly after Close.
+		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
+	)
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a log sink that the test may read while run writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is authd started by run in this process.
+type instance struct {
+	base, admin string
+	logs        *syncBuffer
+	cancel      context.CancelFunc
+	done        chan error
+}
+
+// start runs authd with env (on top of test defaults) and waits for /healthz.
+func start(t *testing.T, env map[string]string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	vars := map[string]string{
+		"AUTHD_HTTP_ADDR":    freeAddr(t),
+		"AUTHD_ADMIN_ADDR":   freeAddr(t),
+		"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(dir, "authd.db"),
+		"AUTHD_LOG_FORMAT":   "json",
+		"AUTHD_HASH_WORKERS": "2",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{
+		base:   "http://" + vars["AUTHD_HTTP_ADDR"],
+		admin:  "http://" + vars["AUTHD_ADMIN_ADDR"],
+		logs:   &syncBuffer{},
+		cancel: cancel,
+		done:   make(chan error, 1),
+	}
+	go func() { in.done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard, in.logs) }()
+	t.Cleanup(func() {
+		if in.cancel != nil {
+			in.stop(t)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(in.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return in
+			}
+		}
+		select {
+		case err := <-in.done:
+			t.Fatalf("run returned before serving: %v\nlogs:\n%s", err, in.logs)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("authd did not become healthy\nlogs:\n%s", in.logs)
+		}
+	}
+}
+
+// stop cancels run's context (as SIGTERM does) and returns run's error.
+func (in *instance) stop(t *testing.T) error {
+	t.Helper()
+	in.cancel()
+	in.cancel = nil
+	select {
+	case err := <-in.done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run did not return after cancel\nlogs:\n%s", in.logs)
+		return nil
+	}
+}
+
+func getJSON(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("GET %s: decode: %v", url, err)
+	}
+	return resp.StatusCode, m
+}
+
+func TestHealthAndReadinessOnSQLite(t *testing.T) {
+	t.Parallel()
+	in := start(t, nil)
+	if code, body := getJSON(t, in.base+"/healthz"); code != 200 || body["status"] != "ok" {
+		t.Errorf("/healthz = %d %v", code, body)
+	}
+	code, body := getJSON(t, in.base+"/readyz")
+	if code != 200 || body["status"] != "ok" || body["checks"].(map[string]any)["database"] != "ok" {
+		t.Errorf("/readyz = %d %v", code, body)
+	}
+	// Admin endpoints live only on the admin listener.
+	for _, p := range []string{"/metrics", "/debug/pprof/"} {
+		resp, err := http.Get(in.base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("public %s = %d, want 404", p, resp.StatusCode)
+		}
+		resp, err = http.Get(in.admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("admin %s = %d", p, resp.StatusCode)
+		}
+		if p == "/metrics" {
+			for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "authd_http_requests_total", "authd_hash_jobs_total", "authd_ratelimit_rejections_total", "authd_logins_total", "authd_tokens_issued_total"} {
+				if !strings.Contains(string(b), name) {
+					t.Errorf("/metrics lacks %s", name)
+				}
+			}
+		}
+	}
+	if err := in.stop(t); err != nil {
+		t.Fatalf("run returned %v after a clean shutdown", err)
+	}
+}
+
+func TestBadSettingExits2(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ env, value string }{
+		{"AUTHD_HASH_WORKERS", "abc"},
+		{"AUTHD_DATABASE_URL", "mysql://nope"},
+		{"AUTHD_ACCESS_TOKEN_TTL", "-1m"},
+	} {
+		err := run(context.Background(), nil, func(k string) string {
+			if k == tc.env {
+				return tc.value
+			}
+			return ""
+		}, io.Discard, io.Discard)
+		var ce *config.Error
+		if !errors.As(err, &ce) || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.env) {
+			t.Errorf("%s=%s: err = %v (exit %d), want a config error naming it, exit 2", tc.env, tc.value, err, exitCode(err))
+		}
+	}
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, io.Discard); exitCode(err) != 0 {
+		t.Errorf("-h: exit %d", exitCode(err))
+	}
+}
+
+func TestShutdownDrainsInFlight(t *testing.T) {
+	t.Parallel()
+	// Slow hashes (about a quarter second each) keep the requests in flight.
+	in := start(t, map[string]string{"AUTHD_SHUTDOWN_TIMEOUT": "15s", "AUTHD_ARGON2_ITERATIONS": "16"})
+	const n = 6
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			body := fmt.Sprintf(`{"email":"drain%d@example.com","password":"correct horse battery staple"}`, i)
+			resp, err := http.Post(in.base+"/v1/register", "application/json", strings.NewReader(body))
+			if err != nil {
+				codes <- -1
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	// Wait until every request is in the hash pool, then ask for shutdown.
+	deadline := time.Now().Add(10 * time.Second)
+	for hashJobs(t, in.admin) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	started := time.Now()
+	err := in.stop(t)
+	wg.Wait()
+	close(codes)
+	if err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	if d := time.Since(started); d > 15*time.Second {
+		t.Errorf("shutdown took %v, over the budget", d)
+	}
+	for c := range codes {
+		if c != http.StatusCreated {
+			t.Errorf("an in-flight request got %d, want 201", c)
+		}
+	}
+	if !strings.Contains(in.logs.String(), "authd stopped") {
+		t.Errorf("no clean-stop line in the logs")
+	}
+}
+
+// hashJobs returns the hash jobs running or queued, from the admin metrics.
+func hashJobs(t *testing.T, admin string) int {
+	t.Helper()
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, name := range []string{"authd_hash_workers_busy ", "authd_hash_queue_depth "} {
+			if v, ok := strings.CutPrefix(line, name); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				n += int(f)
+			}
+		}
+	}
+	return n
+}

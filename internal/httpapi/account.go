@@ -1,0 +1,92 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/password"
+	"github.com/authd/authd/internal/session"
+)
+
+// Accounts is registration and password login (account.Service).
+type Accounts interface {
+	Register(ctx context.Context, email string, pw auth.Password) (*auth.User, error)
+	Login(ctx context.Context, email string, pw auth.Password, clientKey string) (session.Pair, error)
+}
+
+type registerRequest struct {
+	Email    string        `json:"email"`
+	Password auth.Password `json:"password"`
+}
+
+func (r registerRequest) Validate() []FieldError {
+	var fe []FieldError
+	if err := auth.ValidateEmail(auth.NormalizeEmail(r.Email)); err != nil {
+		fe = append(fe, FieldError{Field: "email", Message: "email " + err.Error()})
+	}
+	if err := password.CheckPolicy(string(r.Password)); err != nil {
+		fe = append(fe, FieldError{Field: "password", Message: err.Error()})
+	}
+	return fe
+}
+
+type registerResponse struct {
+	UserID        string `json:"user_id"`
+	Email         string `json:"email"`
+	EmailVerified bool   `json:"email_verified"`
+}
+
+func handleRegister(logger *slog.Logger, accounts Accounts) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := decode[registerRequest](w, r)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		u, err := accounts.Register(r.Context(), auth.NormalizeEmail(req.Email), req.Password)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		encodeJSON(w, http.StatusCreated, registerResponse{UserID: u.ID, Email: u.Email, EmailVerified: u.EmailVerified})
+	})
+}
+
+// maxPasswordBytes bounds what login will hash; the policy allows no longer.
+const maxPasswordBytes = 1024
+
+type loginRequest struct {
+	Email    string        `json:"email"`
+	Password auth.Password `json:"password"`
+}
+
+// Validate only rejects what cannot be a credential at all; anything else
+// must take the same path as a wrong password.
+func (r loginRequest) Validate() []FieldError {
+	var fe []FieldError
+	if e := auth.NormalizeEmail(r.Email); e == "" || len(e) > auth.MaxEmailBytes {
+		fe = append(fe, FieldError{Field: "email", Message: "email is required and at most 254 bytes"})
+	}
+	if r.Password == "" || len(r.Password) > maxPasswordBytes {
+		fe = append(fe, FieldError{Field: "password", Message: "password is required and at most 1024 bytes"})
+	}
+	return fe
+}
+
+func handleLogin(logger *slog.Logger, accounts Accounts, clientKey func(*http.Request) string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := decode[loginRequest](w, r)
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		pair, err := accounts.Login(r.Context(), auth.NormalizeEmail(req.Email), req.Password, clientKey(r))
+		if err != nil {
+			writeError(w, r, logger, err)
+			return
+		}
+		encodeJSON(w, http.StatusOK, pair)
+	})
+}

@@ -1,0 +1,34 @@
+package limiter_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/authd/authd/internal/clientip"
+	"github.com/authd/authd/internal/limiter"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ExampleMiddleware puts a per-client limit of 2 requests at once, refilled
+// at 1 per second, in front of a handler. In authd, run starts l.Run(ctx)
+// under its errgroup and passes the API's problem+json writer as reject.
+func ExampleMiddleware() {
+	l := limiter.NewLocal(limiter.Params{RPS: 1, Burst: 2}, time.Now, prometheus.NewRegistry())
+	resolver := clientip.NewResolver(nil) // no trusted proxies
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	h := limiter.Middleware(l.Limiter(), resolver.Key, nil)(login)
+
+	for range 3 {
+		r := httptest.NewRequest(http.MethodPost, "/v1/login", nil)
+		r.RemoteAddr = "198.51.100.7:40000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Printf("%d remaining=%s retry-after=%s\n", w.Code, w.Header().Get("RateLimit-Remaining"), w.Header().Get("Retry-After"))
+	}
+	// Output:
+	// 200 remaining=1 retry-after=
+	// 200 remaining=0 retry-after=
+	// 429 remaining=0 retry-after=1
+}

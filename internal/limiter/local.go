@@ -1,0 +1,286 @@
+package limiter
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// numShards splits the buckets so that concurrent requests for different keys
+// rarely wait on one another. 256 shards keep contention negligible on any
+// machine authd runs on while costing only 16 KiB.
+const numShards = 256
+
+// key is the compact, pointer-free form of a client prefix: tables of them
+// hold no pointers, so the garbage collector never scans the buckets, and a
+// bucket costs 24 bytes of slot.
+type key struct{ hi, lo uint64 }
+
+// keyOf maps a prefix to its key: the masked address bits and the prefix
+// length, with a family tag so IPv4 and IPv6 never collide. IPv6 prefixes
+// longer than /64 are cut to /64; the zero Prefix maps to a key of its own.
+// lo is never 0 (table uses that for empty slots).
+func keyOf(p netip.Prefix) key {
+	if !p.IsValid() {
+		return key{lo: 1}
+	}
+	a, bits := p.Addr(), p.Bits()
+	if a.Is4() {
+		b := a.As4()
+		v := uint64(binary.BigEndian.Uint32(b[:]))
+		v &^= 1<<(32-bits) - 1
+		return key{hi: v, lo: 4<<8 | uint64(bits)}
+	}
+	b := a.As16()
+	bits = min(bits, 64)
+	hi := binary.BigEndian.Uint64(b[:8])
+	hi &^= 1<<(64-bits) - 1 // for bits == 0 the mask is all ones: Go's shift by 64 yields 0
+	return key{hi: hi, lo: 6<<8 | uint64(bits)}
+}
+
+// Local is the in-process limiter: one token bucket per key, kept in 256
+// shards, each an open-addressing table of pointer-free 24-byte entries that
+// a tracked key's request updates with one compare-and-swap, taking no lock.
+//
+// Allow is safe for concurrent use. For a key already tracked it takes no
+// lock and does not allocate; a new key takes its shard's mutex briefly. Buckets
+// are created full on a key's first request and dropped by Run's sweeper once
+// they have been idle long enough to be full again, so forgetting them loses
+// nothing.
+//
+// At most MaxKeys keys are tracked. A key first seen while the cap is reached
+// is limited by one shared overflow bucket (with the same RPS and Burst)
+// until the sweeper frees room. The alternative, evicting old keys, would let
+// a spray of fresh source addresses (cheap with IPv6) evict the sprayer's own
+// exhausted bucket, or a victim's, and so hand out fresh budgets; a shared
+// overflow bucket keeps memory bounded, leaves every tracked client's limit
+// as it was, and gives a spray one client's budget, not a million. The price,
+// paid only while at the cap, is that legitimate newcomers share that budget.
+type Local struct {
+	gcra       gcra
+	now        func() time.Time
+	base       time.Time
+	maxKeys    int64
+	sweepEvery time.Duration
+	seed       seed
+	m          metrics
+
+	keys atomic.Int64 // tracked keys, across shards
+	// shards is allocated on its own so that its placement is known: a
+	// 16 KiB object starts a page, plus the allocator's 8-byte header, and
+	// so each shard's fields (its first 16 of 64 bytes) lie in a cache line
+	// that no other shard writes.
+	shards *[numShards]shard
+
+	overflow atomic.Int64 // tat of the bucket shared by keys over the cap
+
+	// Test hooks: ticks replaces the sweep ticker, afterSweep sees each sweep.
+	ticks      <-chan time.Time
+	afterSweep func(dropped int)
+}
+
+// NewLocal returns an in-process limiter with the given parameters and clock
+// (nil or time.Now mean the real monotonic clock; tests pass a fake), and
+// registers the Guardian metrics on reg (nil registers nothing; a registry
+// that already has them is shared, so several limiters may use one). It
+// panics when p.Validate fails: settings are validated at start-up, so an
+// invalid p is a programming error. Run must be running for idle buckets to
+// be dropped.
+func NewLocal(p Params, now func() time.Time, reg prometheus.Registerer) *Local {
+	if err := p.Validate(); err != nil {
+		panic(err)
+	}
+	p = p.withDefaults()
+	base := time.Now()
+	if now != nil && !isTimeNow(now) {
+		base = now()
+	} else {
+		now = nil // the real clock: see clock
+	}
+	l := &Local{
+		gcra:       newGCRA(p),
+		now:        now,
+		base:       base,
+		maxKeys:    int64(p.MaxKeys),
+		sweepEvery: p.SweepEvery,
+		seed:       seed{rand.Uint64(), rand.Uint64(), rand.Uint64()},
+		m:          newMetrics(reg),
+		shards:     new([numShards]shard),
+	}
+	for i := range l.shards {
+		l.shards[i].t.Store(&table{slots: make([]entry, minSlots)})
+	}
+	return l
+}
+
+// clock returns the limiter's time in nanoseconds since it was built. It is
+// measured from a base reading so that the monotonic clock is used and a
+// wall-clock step cannot empty or refill every bucket at once. With the real
+// clock it uses time.Since, which reads only the monotonic clock: half the
+// cost of time.Now, which also reads the wall clock.
+func (l *Local) clock() int64 {
+	if l.now == nil {
+		return int64(time.Since(l.base))
+	}
+	return int64(l.now().Sub(l.base))
+}
+
+// Allow takes a token from key's bucket if it has one and reports the
+// outcome. It is safe for concurrent use; for a tracked key it takes no lock
+// and allocates nothing.
+func (l *Local) Allow(p netip.Prefix) Decision {
+	k := keyOf(p)
+	h := l.seed.hash(k)
+	now := l.clock()
+	s := &l.shards[h>>56]
+	for {
+		if e, ok := s.t.Load().find(k, h); ok {
+			if d, ok := l.take(&e.tat, now); ok {
+				return d
+			}
+			// The table is being replaced: wait for the writer, then
+			// look again in the new one.
+			s.mu.Lock()
+			s.mu.Unlock() //nolint:staticcheck // an empty critical section is the point
+			continue
+		}
+		if d, ok := l.add(s, k, h, now); ok {
+			return d
+		}
+	}
+}
+
+// take applies a request at now to the bucket whose state is tat, with a
+// compare-and-swap loop. It reports false, deciding nothing, if the bucket
+// has moved to a new table.
+func (l *Local) take(tat *atomic.Int64, now int64) (Decision, bool) {
+	for {
+		old := tat.Load()
+		if old == moved {
+			return Decision{}, false
+		}
+		next, d := l.gcra.step(old, now)
+		if !d.Allowed {
+			l.m.rejectedIP.Inc()
+			return d, true
+		}
+		if tat.CompareAndSwap(old, next) {
+			return d, true
+		}
+	}
+}
+
+// add tracks k with a new, full bucket and takes a token from it, or, at the
+// key cap, decides by the overflow bucket. It reports false, deciding
+// nothing, if another request added k first.
+func (l *Local) add(s *shard, k key, h uint64, now int64) (Decision, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.t.Load()
+	e, found := t.find(k, h)
+	if found {
+		return Decision{}, false
+	}
+	if !l.reserveKey() {
+		d, _ := l.take(&l.overflow, now) // the overflow bucket never moves
+		return d, true
+	}
+	if (t.n+1)*4 > len(t.slots)*3 {
+		t, _ = s.replace(&l.seed, len(t.slots)*2, func(int64) bool { return true })
+		e, _ = t.find(k, h)
+	}
+	next, d := l.gcra.step(now, now) // a full bucket always allows
+	t.put(e, k, next)
+	l.m.tracked.Inc()
+	return d, true
+}
+
+// reserveKey counts one more tracked key unless the cap is reached. A CAS
+// loop rather than add-then-undo keeps Tracked exact for readers.
+func (l *Local) reserveKey() bool {
+	for {
+		n := l.keys.Load()
+		if n >= l.maxKeys {
+			return false
+		}
+		if l.keys.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// Limiter returns l as a Limiter. The context is ignored: an in-process
+// decision never waits.
+func (l *Local) Limiter() Limiter { return localLimiter{l} }
+
+type localLimiter struct{ l *Local }
+
+func (a localLimiter) Allow(_ context.Context, key netip.Prefix) Decision { return a.l.Allow(key) }
+
+// Tracked returns the number of keys with a bucket. Safe for concurrent use.
+func (l *Local) Tracked() int { return int(l.keys.Load()) }
+
+// AccountRejections returns the authd_ratelimit_rejections_total{scope="account"}
+// counter, for the per-account login throttle's caller to increment when it
+// answers 429. Safe for concurrent use.
+func (l *Local) AccountRejections() prometheus.Counter { return l.m.rejectedAccount }
+
+// Run drops idle buckets every SweepEvery until ctx ends, then returns nil.
+// Call it once, from the goroutine that owns the limiter's lifetime.
+func (l *Local) Run(ctx context.Context) error {
+	ticks := l.ticks
+	if ticks == nil {
+		t := time.NewTicker(l.sweepEvery)
+		defer t.Stop()
+		ticks = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+			n := l.Sweep()
+			if l.afterSweep != nil {
+				l.afterSweep(n)
+			}
+		}
+	}
+}
+
+// Sweep drops every bucket that is full again (idle for at least Burst/RPS
+// since its last request) and returns how many it dropped. Run calls it
+// periodically; it is safe to call concurrently with Allow, which waits only
+// for the one shard being swept. Each shard's table is rebuilt at the size
+// its live buckets need, so memory taken by a past spray is given back.
+func (l *Local) Sweep() int {
+	dropped := 0
+	for i := range l.shards {
+		s := &l.shards[i]
+		now := l.clock()
+		idle := func(tat int64) bool { return tat <= now }
+		if !s.t.Load().any(idle) {
+			continue // nothing to drop: leave the shard alone
+		}
+		s.mu.Lock()
+		_, n := s.replace(&l.seed, 0, func(tat int64) bool { return !idle(tat) })
+		s.mu.Unlock()
+		if n > 0 {
+			l.keys.Add(int64(-n))
+			l.m.tracked.Sub(float64(n))
+			dropped += n
+		}
+	}
+	return dropped
+}
+
+// isTimeNow reports whether now is time.Now itself, so that the real clock
+// can be read the cheaper way.
+func isTimeNow(now func() time.Time) bool {
+	return reflect.ValueOf(now).Pointer() == reflect.ValueOf(time.Now).Pointer()
+}

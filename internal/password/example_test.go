@@ -1,0 +1,37 @@
+package password_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authd/authd/internal/hashpool"
+	"github.com/authd/authd/internal/password"
+)
+
+func Example() {
+	// One pool per process, sized from AUTHD_HASH_WORKERS / AUTHD_HASH_QUEUE.
+	pool, err := hashpool.New(hashpool.Config{Workers: 2, Queue: 64}, prometheus.NewRegistry(), time.Now)
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close(context.Background())
+	h := password.NewHasher(pool, password.TestParams()) // DefaultParams() in production
+
+	ctx := context.Background()
+	if err := password.CheckPolicy("password"); errors.Is(err, password.ErrCommon) {
+		fmt.Println("refused:", err)
+	}
+	stored, err := h.Hash(ctx, "correct horse battery staple")
+	if err != nil {
+		panic(err)
+	}
+	match, needsRehash, err := h.Verify(ctx, "correct horse battery staple", stored)
+	fmt.Println(match, needsRehash, err)
+	// Output:
+	// refused: password is too common; choose one that is harder to guess
+	// true false <nil>
+}
