@@ -102,9 +102,9 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg pro
 				logger.Warn("close redis", "err", err)
 			}
 		})
-		st := redis.NewStore(c, "authd:")
+		st := redis.NewStore(c, cfg.RedisKeyPrefix)
 		state, s.state = st, "redis"
-		lim = limiter.NewRedis(c, "authd:rl:", limParams, local, logger)
+		lim = limiter.NewRedis(c, cfg.RedisKeyPrefix+"rl:", limParams, local, logger)
 		checks = append(checks, httpapi.Check{Name: "redis", Probe: st.Ping})
 	}
 	s.ready = httpapi.NewReadiness(logger, time.Second, checks...)

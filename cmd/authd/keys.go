@@ -70,5 +70,5 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 }
 
 func keyParams(cfg *config.Config) token.KeyParams {
-	return token.KeyParams{AccessTTL: cfg.AccessTokenTTL}
+	return token.KeyParams{AccessTTL: cfg.AccessTokenTTL, ReloadEvery: cfg.KeyReloadInterval}
 }

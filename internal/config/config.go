@@ -25,8 +25,9 @@ type Config struct {
 	HTTPAddr  string
 	AdminAddr string
 
-	DatabaseURL string // "sqlite:PATH", "sqlite::memory:" or "postgres://…"
-	RedisURL    string // empty: in-process state
+	DatabaseURL    string // "sqlite:PATH", "sqlite::memory:" or "postgres://…"
+	RedisURL       string // empty: in-process state
+	RedisKeyPrefix string // every Redis key starts with it
 
 	Hash   Hash
 	Argon2 Argon2
@@ -34,12 +35,13 @@ type Config struct {
 	RateLimit      RateLimit
 	TrustedProxies []netip.Prefix
 
-	AccessTokenTTL  time.Duration
-	RefreshTokenTTL time.Duration
-	JWTIssuer       string
-	JWTAudience     string
-	SecretKey       string // empty: generated and stored (development only)
-	PublicURL       string
+	AccessTokenTTL    time.Duration
+	RefreshTokenTTL   time.Duration
+	KeyReloadInterval time.Duration // how often signing keys are re-read
+	JWTIssuer         string
+	JWTAudience       string
+	SecretKey         string // empty: generated and stored (development only)
+	PublicURL         string
 
 	SMTPURL       string
 	MailFrom      string
@@ -103,6 +105,13 @@ func settings() []setting {
 			c.RedisURL = v
 			return optionalURL(v, "redis", "rediss")
 		}},
+		{"AUTHD_REDIS_KEY_PREFIX", "redis-key-prefix", "authd:", "prefix of every Redis key (several deployments may share one Redis)", false, func(c *Config, v string) error {
+			c.RedisKeyPrefix = v
+			if v == "" || len(v) > 64 || strings.ContainsAny(v, " {}") {
+				return errors.New("must be 1 to 64 bytes without spaces or braces")
+			}
+			return nil
+		}},
 		{"AUTHD_HASH_WORKERS", "hash-workers", strconv.Itoa(ncpu), "Argon2id workers (default: number of CPUs)", false, func(c *Config, v string) error { return positiveInt(v, 1, 1024, &c.Hash.Workers) }},
 		{"AUTHD_HASH_QUEUE", "hash-queue", "", fmt.Sprintf("hash jobs that may wait; beyond it 503 (default: %d per worker)", QueuePerWorker), false, func(c *Config, v string) error {
 			if v == "" {
@@ -151,6 +160,9 @@ func settings() []setting {
 		}},
 		{"AUTHD_ACCESS_TOKEN_TTL", "access-token-ttl", "15m", "access token lifetime", false, func(c *Config, v string) error { return duration(v, time.Minute, 24*time.Hour, &c.AccessTokenTTL) }},
 		{"AUTHD_REFRESH_TOKEN_TTL", "refresh-token-ttl", "720h", "refresh token (session) lifetime", false, func(c *Config, v string) error { return duration(v, time.Minute, 8760*time.Hour, &c.RefreshTokenTTL) }},
+		{"AUTHD_KEY_RELOAD_INTERVAL", "key-reload-interval", "1m", "how often signing keys are re-read: a rotation reaches every instance within it", false, func(c *Config, v string) error {
+			return duration(v, 100*time.Millisecond, time.Hour, &c.KeyReloadInterval)
+		}},
 		{"AUTHD_JWT_ISSUER", "jwt-issuer", "", "iss of issued tokens (default: AUTHD_PUBLIC_URL)", false, func(c *Config, v string) error {
 			c.JWTIssuer = v
 			return optionalURL(v, "http", "https")
