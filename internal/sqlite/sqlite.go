@@ -140,7 +140,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	write.SetConnMaxIdleTime(0)
 	s := &Store{write: write, read: write, now: o.now}
 
-	if err := write.PingContext(ctx); err != nil {
+	if err := pingBusy(ctx, write); err != nil {
 		return nil, errors.Join(opErr(fmt.Sprintf("open %q", path), err), s.Close())
 	}
 	if err := migrate(ctx, write, o.log); err != nil {
@@ -164,6 +164,36 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		return nil, errors.Join(opErr(fmt.Sprintf("open %q for reading", path), err), s.Close())
 	}
 	return s, nil
+}
+
+// pingBusy opens the first connection, retrying for up to busyTimeout while
+// the file is busy: switching a new file to WAL needs an exclusive lock and
+// SQLite answers SQLITE_BUSY at once, without its busy handler, when another
+// process is opening the same file at that moment.
+func pingBusy(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !busy(err) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func busy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code() & 0xff
+	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 }
 
 // migrate applies the embedded migrations on db, the writer.
