@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case <-gctx.Done():
 		case <-bgCtx.Done(): // a background worker failed
 		}
-		logger.Info("shutting down", "budget", cfg.ShutdownTimeout)
+		logger.Info("shutting down", "budget", cfg.ShutdownTimeout.String())
 		svc.ready.Drain()
 		// A fresh deadline: ctx is already cancelled.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
