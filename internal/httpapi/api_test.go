@@ -78,18 +78,22 @@ type options struct {
 	burst          int
 }
 
+// memDB is an in-memory SQLite store, closed when the test ends.
+func memDB(t *testing.T) stores {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // backends runs fn against SQLite and, when configured, PostgreSQL.
 func backends(t *testing.T, fn func(t *testing.T, open func(t *testing.T) stores)) {
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
-		fn(t, func(t *testing.T) stores {
-			s, err := sqlite.Open(t.Context(), ":memory:")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		})
+		fn(t, memDB)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
@@ -337,11 +341,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 
 func TestPoolFullAnswers503(t *testing.T) {
 	t.Parallel()
-	s, err := sqlite.Open(t.Context(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := memDB(t)
 	f := newFixture(t, s, options{workers: 1, queue: 0})
 	register(t, f, "ada@example.com")
 
@@ -415,11 +415,7 @@ func TestRefreshLogoutAndRevocation(t *testing.T) {
 
 func TestBearerRequired(t *testing.T) {
 	t.Parallel()
-	s, err := sqlite.Open(t.Context(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := memDB(t)
 	f := newFixture(t, s, options{})
 	for _, bearer := range []string{"", "garbage", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."} {
 		r := f.do(t, "GET", "/v1/me", "", "", bearer)
@@ -433,11 +429,7 @@ func TestBearerRequired(t *testing.T) {
 
 func TestIntrospectJWKSAndDiscovery(t *testing.T) {
 	t.Parallel()
-	s, err := sqlite.Open(t.Context(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := memDB(t)
 	f := newFixture(t, s, options{})
 	register(t, f, "ada@example.com")
 	p := login(t, f, "ada@example.com")
@@ -463,11 +455,7 @@ func TestIntrospectJWKSAndDiscovery(t *testing.T) {
 
 func TestRateLimitedRoutes(t *testing.T) {
 	t.Parallel()
-	s, err := sqlite.Open(t.Context(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := memDB(t)
 	f := newFixture(t, s, options{burst: 3})
 	body := `{"email":"a@example.com","password":"wrong password here"}`
 	for i := range 3 {
@@ -489,11 +477,7 @@ func TestRateLimitedRoutes(t *testing.T) {
 
 func TestNoSecretInLogs(t *testing.T) {
 	t.Parallel()
-	s, err := sqlite.Open(t.Context(), ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := memDB(t)
 	f := newFixture(t, s, options{})
 	register(t, f, "ada@example.com")
 	p := login(t, f, "ada@example.com")
