@@ -68,6 +68,16 @@ type instance struct {
 // start runs authd with env (on top of test defaults) and waits for /healthz.
 func start(t *testing.T, env map[string]string) *instance {
 	t.Helper()
+	in := launch(t, env)
+	in.waitHealthy(t)
+	return in
+}
+
+// launch runs authd with env (on top of test defaults) without waiting for
+// it to serve, so that several instances can start at once; the test stops it
+// when it ends.
+func launch(t *testing.T, env map[string]string) *instance {
+	t.Helper()
 	dir := t.TempDir()
 	vars := map[string]string{
 		"AUTHD_HTTP_ADDR":    freeAddr(t),
@@ -93,13 +103,20 @@ func start(t *testing.T, env map[string]string) *instance {
 			in.stop(t)
 		}
 	})
+	return in
+}
+
+// waitHealthy waits until in answers /healthz, failing the test if run
+// returns first or it takes over 20 s.
+func (in *instance) waitHealthy(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(in.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return in
+				return
 			}
 		}
 		select {
