@@ -93,6 +93,7 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg pro
 		state, s.state = m, "memory"
 		s.workers = append(s.workers, m.Run)
 	} else {
+		redis.RouteClientLogs(logger)
 		c, err := redis.NewClient(cfg.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("redis (AUTHD_REDIS_URL): %w", err)
