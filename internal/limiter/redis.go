@@ -29,7 +29,9 @@ const (
 // Redis is the shared limiter: every instance using the same Redis and prefix
 // enforces one budget per key. Each Allow is one round trip, a Lua GCRA script
 // run with EVALSHA (loaded on first NOSCRIPT) on Redis's clock, and each key
-// expires by itself when its bucket is full again.
+// expires by itself when its bucket is full again. There is no key cap in
+// Redis: a spray of source addresses costs Redis one small key per address
+// for at most Burst/RPS, after which the keys are gone.
 //
 // When Redis fails or does not answer within Params.Timeout, the request is
 // limited by the fallback Local instead: traffic is neither blocked nor let
