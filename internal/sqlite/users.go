@@ -50,7 +50,7 @@ func createUser(ctx context.Context, q querier, u *auth.User) error {
 // UserByEmail returns the account with this normalised email, or an error
 // wrapping auth.ErrNotFound.
 func (s *Store) UserByEmail(ctx context.Context, email string) (*auth.User, error) {
-	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = ?`, email))
+	u, err := scanUser(s.userByEmail.QueryRowContext(ctx, email))
 	if err != nil {
 		return nil, opErr("user by email", err)
 	}
@@ -59,7 +59,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*auth.User, erro
 
 // UserByID returns the account, or an error wrapping auth.ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (*auth.User, error) {
-	u, err := scanUser(s.read.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(s.userByID.QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, opErr("user by id", err)
 	}
