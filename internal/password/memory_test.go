@@ -24,10 +24,12 @@ import (
 //
 //	AUTHD_FORGE_MEMORY=1 go test -run '^TestPeakMemory$' -v ./internal/password/
 //
-// raw:        64 goroutines calling IDKey at once (the naive handler)
-// raw-limit:  the same with debug.SetMemoryLimit(2 × m + 64 MiB)
-// pool:       64 submitters through Hasher.Hash on a 2-worker pool
-// pool-limit: the same with debug.SetMemoryLimit(2 × m + 64 MiB)
+// raw:         64 goroutines calling IDKey at once (the naive handler)
+// raw-limit:   the same with debug.SetMemoryLimit(2 × m + 64 MiB)
+// pool2:       64 submitters through Hasher.Hash on a 2-worker pool
+// pool2-limit: the same with debug.SetMemoryLimit(2 × m + 64 MiB)
+// pool8, pool8-limit: an 8-worker pool (limit 8 × m + 64 MiB), to show
+// how the heap grows with workers when nothing holds it.
 //
 // Each of the 64 goroutines hashes memRounds times.
 const (
@@ -35,7 +37,6 @@ const (
 	memModeEnv  = "AUTHD_FORGE_MEMORY_MODE"
 	memClients  = 64
 	memRounds   = 4
-	memWorkers  = 2
 	memOverhead = 64 << 20
 )
 
@@ -43,7 +44,7 @@ func TestPeakMemory(t *testing.T) {
 	if os.Getenv(memEnv) == "" {
 		t.Skipf("set %s=1 to measure peak memory (spawns processes that use up to ~2.5 GiB)", memEnv)
 	}
-	for _, mode := range []string{"raw", "raw-limit", "pool", "pool-limit"} {
+	for _, mode := range []string{"raw", "raw-limit", "pool2", "pool2-limit", "pool8", "pool8-limit"} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestPeakMemoryChild$", "-test.v")
 		cmd.Env = append(os.Environ(), memModeEnv+"="+mode)
 		out, err := cmd.CombinedOutput()
@@ -53,7 +54,7 @@ func TestPeakMemory(t *testing.T) {
 		found := false
 		for line := range strings.Lines(string(out)) {
 			if _, res, ok := strings.Cut(line, "RESULT "); ok {
-				t.Logf("%-10s %s", mode, strings.TrimSpace(res))
+				t.Logf("%-11s %s", mode, strings.TrimSpace(res))
 				found = true
 			}
 		}
@@ -71,13 +72,22 @@ func TestPeakMemoryChild(t *testing.T) {
 		t.Skip("runs only as a child of TestPeakMemory")
 	}
 	p := DefaultParams()
-	if strings.HasSuffix(mode, "-limit") {
-		debug.SetMemoryLimit(memWorkers*int64(p.Memory)*1024 + memOverhead)
+	kind, limit := strings.CutSuffix(mode, "-limit")
+	workers := 2 // the limit for raw is the one a 2-worker pool gets
+	if n, ok := strings.CutPrefix(kind, "pool"); ok {
+		var err error
+		if workers, err = strconv.Atoi(n); err != nil {
+			t.Fatalf("mode %q: %v", mode, err)
+		}
+		kind = "pool"
+	}
+	if limit {
+		debug.SetMemoryLimit(int64(workers)*int64(p.Memory)*1024 + memOverhead)
 	}
 	base := procStatusKiB(t, "VmRSS")
 
 	var hash func() error
-	switch strings.TrimSuffix(mode, "-limit") {
+	switch kind {
 	case "raw":
 		salt, pw := randomBytes(p.SaltLen), []byte("correct horse battery staple")
 		hash = func() error {
@@ -85,7 +95,7 @@ func TestPeakMemoryChild(t *testing.T) {
 			return nil
 		}
 	case "pool":
-		pool, err := hashpool.New(hashpool.Config{Workers: memWorkers, Queue: memClients}, nil, time.Now)
+		pool, err := hashpool.New(hashpool.Config{Workers: workers, Queue: memClients}, nil, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
