@@ -128,6 +128,9 @@ type Pool struct {
 
 type metrics struct {
 	done, rejected, cancelled, failed prometheus.Counter
+	// orphaned counts jobs that ran to the end for a caller who had gone
+	// meanwhile: the work the pool could not avoid wasting.
+	orphaned prometheus.Counter
 	wait, duration                    prometheus.Histogram
 }
 
@@ -174,6 +177,10 @@ func (p *Pool) register(reg prometheus.Registerer, cfg Config) error {
 	p.m.rejected = jobs.WithLabelValues("rejected")
 	p.m.cancelled = jobs.WithLabelValues("cancelled")
 	p.m.failed = jobs.WithLabelValues("failed")
+	p.m.orphaned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "authd_hash_jobs_orphaned_total",
+		Help: "Hash jobs that ran while their caller went away (client gone or deadline passed after a worker took the job): the hashing the pool could not skip.",
+	})
 	// 5ms .. 5.12s, doubling: a default-cost hash (~26ms) and a queue wait
 	// up to the ~1s target both land mid-range.
 	buckets := prometheus.ExponentialBuckets(0.005, 2, 11)
@@ -191,7 +198,7 @@ func (p *Pool) register(reg prometheus.Registerer, cfg Config) error {
 		return nil
 	}
 	cs := []prometheus.Collector{
-		jobs, p.m.wait, p.m.duration,
+		jobs, p.m.orphaned, p.m.wait, p.m.duration,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_hash_queue_depth",
 			Help: "Hash jobs waiting for a worker.",
@@ -312,6 +319,11 @@ func (p *Pool) run(t *task) {
 		p.m.failed.Inc()
 	} else {
 		p.m.done.Inc()
+	}
+	select {
+	case <-t.ctxDone:
+		p.m.orphaned.Inc()
+	default:
 	}
 	t.done <- err
 }

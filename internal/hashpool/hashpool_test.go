@@ -370,6 +370,9 @@ func TestCancelWhileRunning(t *testing.T) {
 	if got := outcome(t, reg, "done"); got != 2 {
 		t.Errorf("done = %v, want 2 (the abandoned job ran)", got)
 	}
+	if got := testutil.ToFloat64(p.m.orphaned); got != 1 {
+		t.Errorf("orphaned = %v, want 1 (the job whose caller left while it ran)", got)
+	}
 }
 
 func TestPanicIsContained(t *testing.T) {
