@@ -117,7 +117,7 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg pro
 
 	// The Forge.
 	setMemoryLimit(cfg, getenv, logger)
-	s.pool, err = hashpool.New(hashpool.Config{Workers: cfg.Hash.Workers, Queue: cfg.Hash.Queue}, reg, now)
+	s.pool, err = hashpool.New(hashpool.Config{Workers: cfg.Hash.Workers, Queue: cfg.Hash.Queue, MaxWait: cfg.Hash.MaxWait}, reg, now)
 	if err != nil {
 		return nil, fmt.Errorf("hash pool: %w", err)
 	}

@@ -57,6 +57,7 @@ type Config struct {
 type Hash struct {
 	Workers int
 	Queue   int
+	MaxWait time.Duration
 }
 
 // Argon2 is the cost of new password hashes.
@@ -119,6 +120,13 @@ func settings() []setting {
 				return nil
 			}
 			return positiveInt(v, 0, 1<<20, &c.Hash.Queue)
+		}},
+		{"AUTHD_HASH_MAX_WAIT", "hash-max-wait", "1s", "refuse a hash job (503) whose expected queue wait exceeds this, whatever the queue length; 0 = by length only", false, func(c *Config, v string) error {
+			if v == "0" {
+				c.Hash.MaxWait = 0
+				return nil
+			}
+			return duration(v, 10*time.Millisecond, time.Hour, &c.Hash.MaxWait)
 		}},
 		{"AUTHD_ARGON2_MEMORY_KIB", "argon2-memory-kib", "19456", "Argon2id memory per hash in KiB (OWASP floor 19456)", false, func(c *Config, v string) error {
 			var n int

@@ -33,6 +33,13 @@ type Config struct {
 	// (>= 0). Beyond it Do refuses at once. With 0 a job is accepted only
 	// when a worker is idle and already waiting for one.
 	Queue int
+	// MaxWait, when positive, also refuses a job whose expected wait (the
+	// jobs ahead of it at the measured job duration, shared by the
+	// workers) exceeds it. Queue is sized for the usual hash time; when the
+	// machine is contended every hash takes longer, and MaxWait keeps the
+	// wait of an accepted job near its target instead of letting it grow
+	// with the contention. 0 bounds the queue by length only.
+	MaxWait time.Duration
 }
 
 // Validate reports whether c can build a Pool.
@@ -42,6 +49,9 @@ func (c Config) Validate() error {
 	}
 	if c.Queue < 0 {
 		return fmt.Errorf("hashpool: queue must be at least 0, got %d", c.Queue)
+	}
+	if c.MaxWait < 0 {
+		return fmt.Errorf("hashpool: max wait must not be negative, got %v", c.MaxWait)
 	}
 	return nil
 }
@@ -108,6 +118,7 @@ type task struct {
 // the workers.
 type Pool struct {
 	workers int
+	maxWait time.Duration // 0: no bound on the expected wait
 	now     func() time.Time
 	jobs    chan *task
 	tasks   sync.Pool // of *task
@@ -130,8 +141,8 @@ type metrics struct {
 	done, rejected, cancelled, failed prometheus.Counter
 	// orphaned counts jobs that ran to the end for a caller who had gone
 	// meanwhile: the work the pool could not avoid wasting.
-	orphaned prometheus.Counter
-	wait, duration                    prometheus.Histogram
+	orphaned       prometheus.Counter
+	wait, duration prometheus.Histogram
 }
 
 // ewmaAlpha weights the newest job duration in the Retry-After estimate: the
@@ -153,6 +164,7 @@ func New(cfg Config, reg prometheus.Registerer, now func() time.Time) (*Pool, er
 	}
 	p := &Pool{
 		workers: cfg.Workers,
+		maxWait: cfg.MaxWait,
 		now:     now,
 		jobs:    make(chan *task, cfg.Queue),
 		stopped: make(chan struct{}),
@@ -248,6 +260,12 @@ func (p *Pool) Do(ctx context.Context, job func() error) error {
 		p.recycle(t)
 		p.m.rejected.Inc()
 		return ErrClosed
+	}
+	if p.waitTooLong() {
+		p.mu.RUnlock()
+		p.recycle(t)
+		p.m.rejected.Inc()
+		return &OverloadedError{retryAfter: p.RetryAfter()}
 	}
 	select {
 	case p.jobs <- t:
@@ -376,11 +394,23 @@ func (p *Pool) Admit() error {
 	if cap(p.jobs) == 0 {
 		full = p.busy.Load() >= int64(p.workers)
 	}
-	if full {
+	if full || p.waitTooLong() {
 		p.m.rejected.Inc()
 		return &OverloadedError{retryAfter: p.RetryAfter()}
 	}
 	return nil
+}
+
+// waitTooLong reports whether a job queued now would wait longer than
+// MaxWait: the jobs already queued, at the smoothed job duration, shared by
+// the workers. Before any job has been measured it says no.
+func (p *Pool) waitTooLong() bool {
+	bits := p.ewma.Load()
+	if p.maxWait <= 0 || bits == 0 || len(p.jobs) == 0 {
+		return false
+	}
+	wait := float64(len(p.jobs)) * math.Float64frombits(bits) / float64(p.workers)
+	return wait > float64(p.maxWait)
 }
 
 // RetryAfter estimates how long until the work now queued and running is

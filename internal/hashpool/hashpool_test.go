@@ -672,3 +672,36 @@ func BenchmarkDo(b *testing.B) {
 		}
 	})
 }
+
+func TestMaxWaitBoundsTheQueueByTime(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	// The queue could hold 100 jobs, but each takes 3s of fake time on two
+	// workers: with MaxWait 7s a job may only join while fewer than
+	// 7s × 2 / 3s ≈ 4.7 jobs are ahead of it.
+	p, _ := newPool(t, Config{Workers: 2, Queue: 100, MaxWait: 7 * time.Second}, clk.Now)
+	slow := func() error { clk.Advance(3 * time.Second); return nil }
+	if err := p.Do(context.Background(), slow); err != nil {
+		t.Fatal(err)
+	}
+	release := occupy(t, p)
+	queued := submitN(p, context.Background(), 5, slow)
+	waitQueued(t, p, 5)
+	if err := p.Admit(); !errors.Is(err, auth.ErrOverloaded) {
+		t.Errorf("Admit with 5 queued (7.5s ahead) = %v, want overloaded", err)
+	}
+	err := p.Do(context.Background(), slow)
+	var oe *OverloadedError
+	if !errors.As(err, &oe) {
+		t.Fatalf("Do with 7.5s of work queued = %v, want *OverloadedError", err)
+	}
+	release()
+	for range 5 {
+		if err := <-queued; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Admit(); err != nil {
+		t.Errorf("Admit on an idle pool = %v", err)
+	}
+}
