@@ -9,7 +9,7 @@ run:
 
 # The whole suite with the race detector, PostgreSQL and Redis suites on.
 test:
-	go test -race -count=1 -timeout 20m ./...
+	go test -race -count=1 -timeout 20m $(TESTFLAGS) ./...
 
 # Unit tests only: no PostgreSQL, no Redis (those suites skip, naming their variable).
 test-short:
