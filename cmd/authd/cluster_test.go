@@ -8,9 +8,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,67 +27,29 @@ import (
 
 	"github.com/authd/authd/internal/limiter"
 	"github.com/authd/authd/internal/postgres/pgtest"
+	"github.com/authd/authd/internal/redis/redistest"
 )
-
-// redisEnvVar names the Redis server the cluster tests share.
-const redisEnvVar = "AUTHD_TEST_REDIS_URL"
 
 const goodPassword = "correct horse battery staple"
 
-// redisURL returns AUTHD_TEST_REDIS_URL, skipping the test when it is unset.
-func redisURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv(redisEnvVar)
-	if u == "" {
-		t.Skipf("%s is not set: skipping the Redis cluster test", redisEnvVar)
-	}
-	return u
-}
-
 // clusterEnv returns the settings every instance of one test shares: a
 // PostgreSQL schema of the test's own, the Redis at redisAt and a random key
-// prefix (its keys are deleted when the test ends). redisAt may differ
-// from AUTHD_TEST_REDIS_URL (a proxy in front of it).
+// prefix (its keys are deleted when the test ends: throttle counters live
+// for a day). redisAt may differ from AUTHD_TEST_REDIS_URL (a proxy in
+// front of it).
 func clusterEnv(t *testing.T, redisAt string) map[string]string {
 	t.Helper()
 	dbURL := pgtest.SchemaURL(t)
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	prefix := "authd-test-" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() { deleteKeys(t, os.Getenv(redisEnvVar), prefix) })
+	opts, err := goredis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatalf("%s: %v", redistest.EnvVar, err)
+	}
+	c := goredis.NewClient(opts) // direct, for the cleanup
+	t.Cleanup(func() { c.Close() })
 	return map[string]string{
 		"AUTHD_DATABASE_URL":     dbURL,
 		"AUTHD_REDIS_URL":        redisAt,
-		"AUTHD_REDIS_KEY_PREFIX": prefix,
-	}
-}
-
-// deleteKeys removes the test's own keys (throttle counters live for a day).
-func deleteKeys(t *testing.T, rawURL, prefix string) {
-	t.Helper()
-	opts, err := goredis.ParseURL(rawURL)
-	if err != nil {
-		t.Errorf("%s: %v", redisEnvVar, err)
-		return
-	}
-	c := goredis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	var keys []string
-	for it.Next(ctx) {
-		keys = append(keys, it.Val())
-	}
-	if err := it.Err(); err != nil {
-		t.Errorf("scan redis keys %s*: %v", prefix, err)
-		return
-	}
-	for chunk := range slices.Chunk(keys, 500) {
-		if err := c.Unlink(ctx, chunk...).Err(); err != nil {
-			t.Errorf("delete redis keys %s*: %v", prefix, err)
-			return
-		}
+		"AUTHD_REDIS_KEY_PREFIX": redistest.Prefix(t, c),
 	}
 }
 
@@ -313,7 +272,7 @@ func jwksKids(t *testing.T, hc *http.Client, in *instance) []string {
 // rotate` within a few reload intervals while still accepting the old key.
 func TestClusterTokens(t *testing.T) {
 	t.Parallel()
-	env := clusterEnv(t, redisURL(t))
+	env := clusterEnv(t, redistest.URL(t))
 	env["AUTHD_KEY_RELOAD_INTERVAL"] = "200ms"
 	ins := startAll(t, env, 2)
 	a, b := ins[0], ins[1]
@@ -449,13 +408,13 @@ func TestClusterTokens(t *testing.T) {
 // Redis is back.
 func TestSharedRateLimit(t *testing.T) {
 	t.Parallel()
-	rawRedis := redisURL(t)
+	rawRedis := redistest.URL(t)
 	ru, err := url.Parse(rawRedis)
 	if err != nil {
-		t.Fatalf("%s: %v", redisEnvVar, err)
+		t.Fatalf("%s: %v", redistest.EnvVar, err)
 	}
-	proxy := newTCPProxy(t, ru.Host)
-	ru.Host = proxy.addr
+	proxy := redistest.NewProxy(t, ru.Host)
+	ru.Host = proxy.Addr()
 	env := clusterEnv(t, ru.String())
 	const burst = 6
 	env["AUTHD_RATE_LIMIT_BURST"] = strconv.Itoa(burst)
@@ -561,7 +520,9 @@ func TestSharedRateLimit(t *testing.T) {
 
 	// Redis back: ready again without a restart, and logins reach the
 	// throttle's store again.
-	proxy.Start()
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
 	back := time.Now()
 	for i, in := range ins {
 		for {
@@ -680,7 +641,7 @@ func TestAccountThrottle(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{}
 			if backend == "redis" {
-				env = clusterEnv(t, redisURL(t))
+				env = clusterEnv(t, redistest.URL(t))
 			}
 			// The per-client limiter must not get in the way.
 			env["AUTHD_RATE_LIMIT_BURST"] = "1000"
@@ -798,120 +759,4 @@ func metric(t *testing.T, admin, series string) float64 {
 		}
 	}
 	return 0
-}
-
-// tcpProxy forwards TCP connections from a loopback address to target.
-// Stop closes its listener and every connection, as if the server died;
-// Start listens again on the same address. Safe for concurrent use; the test
-// stops it when it ends.
-type tcpProxy struct {
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener // nil while stopped
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup // the accept loop and every forwarding goroutine
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
-	p.serve(ln)
-	t.Cleanup(p.Stop)
-	return p
-}
-
-// Start listens again on the proxy's address. It panics if that fails: the
-// instances under test hold the address.
-func (p *tcpProxy) Start() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		return
-	}
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		panic(fmt.Sprintf("proxy: listen again on %s: %v", p.addr, err))
-	}
-	p.serveLocked(ln)
-}
-
-// Stop closes the listener and every open connection, and waits for the
-// proxy's goroutines to end.
-func (p *tcpProxy) Stop() {
-	p.mu.Lock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.serveLocked(ln)
-}
-
-func (p *tcpProxy) serveLocked(ln net.Listener) {
-	p.ln = ln
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed by Stop
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.forward(ln, c)
-			}()
-		}
-	}()
-}
-
-// forward copies between c and a new connection to the target until either
-// side closes or Stop closes both.
-func (p *tcpProxy) forward(ln net.Listener, c net.Conn) {
-	up, err := net.DialTimeout("tcp", p.target, 2*time.Second)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	if p.ln != ln { // stopped meanwhile
-		p.mu.Unlock()
-		c.Close()
-		up.Close()
-		return
-	}
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-	p.mu.Unlock()
-	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src) // an error (reset, closed) ends the pair like EOF
-		done <- struct{}{}
-	}
-	go pipe(up, c)
-	go pipe(c, up)
-	<-done
-	c.Close()
-	up.Close()
-	<-done
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
 }

@@ -3,12 +3,9 @@ package limiter
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/authd/authd/internal/redis/redistest"
 )
 
 // testRedis returns a client for AUTHD_TEST_REDIS_URL and a key prefix of
@@ -23,28 +22,21 @@ import (
 // variable is unset.
 func testRedis(t *testing.T) (*goredis.Client, string) {
 	t.Helper()
-	url := os.Getenv("AUTHD_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("AUTHD_TEST_REDIS_URL not set; skipping Redis limiter test")
-	}
-	opt, err := goredis.ParseURL(url)
+	c := testClient(t)
+	return c, redistest.Prefix(t, c)
+}
+
+// testClient returns a client for AUTHD_TEST_REDIS_URL, closed at cleanup.
+func testClient(t *testing.T) *goredis.Client {
+	t.Helper()
+	opt, err := goredis.ParseURL(redistest.URL(t))
 	if err != nil {
-		t.Fatalf("parse AUTHD_TEST_REDIS_URL: %v", err)
+		t.Fatalf("parse %s: %v", redistest.EnvVar, err)
 	}
 	opt.ContextTimeoutEnabled = true
 	c := goredis.NewClient(opt)
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	prefix := "authd-test:limiter:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		ctx := context.WithoutCancel(t.Context())
-		keys, _ := c.Keys(ctx, prefix+"*").Result()
-		if len(keys) > 0 {
-			c.Del(ctx, keys...)
-		}
-		_ = c.Close()
-	})
-	return c, prefix
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -89,13 +81,7 @@ func TestRedisBurstThenReject(t *testing.T) {
 func TestRedisSharedBudget(t *testing.T) {
 	t.Parallel()
 	c1, prefix := testRedis(t)
-	opt, err := goredis.ParseURL(os.Getenv("AUTHD_TEST_REDIS_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.ContextTimeoutEnabled = true
-	c2 := goredis.NewClient(opt)
-	t.Cleanup(func() { _ = c2.Close() })
+	c2 := testClient(t)
 	p := Params{RPS: 0.5, Burst: 10}
 	l1, _, _ := newTestLocal(t, p)
 	l2, _, _ := newTestLocal(t, p)

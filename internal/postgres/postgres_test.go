@@ -2,13 +2,10 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,57 +17,11 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/auth/authtest"
+	"github.com/authd/authd/internal/postgres/pgtest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// testURL returns the test database's URL, or skips the test.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("AUTHD_TEST_POSTGRES_URL")
-	if u == "" {
-		t.Skip("AUTHD_TEST_POSTGRES_URL not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
-	}
-	return u
-}
-
-// newSchema creates an empty schema of its own for the test, drops it when
-// the test ends, and returns a URL whose search_path is that schema.
-func newSchema(t testing.TB) string {
-	t.Helper()
-	base := testURL(t)
-	var b [8]byte
-	rand.Read(b[:])
-	name := "authd_t_" + hex.EncodeToString(b[:])
-	admin := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := admin(t.Context(), "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := admin(ctx, "DROP SCHEMA "+pgx.Identifier{name}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("AUTHD_TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // openT opens a Store on dbURL and closes it when the test ends (before the
@@ -87,15 +38,15 @@ func openT(t testing.TB, dbURL string) *Store {
 
 func TestStoreSuite(t *testing.T) {
 	t.Parallel()
-	testURL(t)
-	authtest.RunStoreSuite(t, func(t *testing.T) authtest.Stores { return openT(t, newSchema(t)) })
+	pgtest.BaseURL(t)
+	authtest.RunStoreSuite(t, func(t *testing.T) authtest.Stores { return openT(t, pgtest.SchemaURL(t)) })
 }
 
 // A second Open of a migrated schema (a restart, another instance) works and
 // sees the data.
 func TestOpenTwice(t *testing.T) {
 	t.Parallel()
-	dbURL := newSchema(t)
+	dbURL := pgtest.SchemaURL(t)
 	a := openT(t, dbURL)
 	if err := a.CreateUser(t.Context(), &auth.User{ID: "u1", Email: "ada@example.com", PasswordHash: "h"}); err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -112,7 +63,7 @@ func TestOpenTwice(t *testing.T) {
 // Instances starting together on a fresh schema all succeed and migrate once.
 func TestConcurrentOpen(t *testing.T) {
 	t.Parallel()
-	dbURL := newSchema(t)
+	dbURL := pgtest.SchemaURL(t)
 	const n = 2
 	stores := make([]*Store, n)
 	errs := make([]error, n)
@@ -143,7 +94,7 @@ func TestConcurrentOpen(t *testing.T) {
 
 func TestMissingSchema(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(testURL(t))
+	u, err := url.Parse(pgtest.BaseURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +127,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 
 func TestDeadlineIsUnavailable(t *testing.T) {
 	t.Parallel()
-	s := openT(t, newSchema(t))
+	s := openT(t, pgtest.SchemaURL(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	_, err := s.pool.Exec(ctx, `SELECT pg_sleep(5)`)
@@ -215,6 +166,6 @@ func TestUnavailableClassification(t *testing.T) {
 }
 
 func BenchmarkStore(b *testing.B) {
-	s := openT(b, newSchema(b))
+	s := openT(b, pgtest.SchemaURL(b))
 	authtest.RunStoreBenchmarks(b, s)
 }

@@ -2,13 +2,9 @@ package redis_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +16,7 @@ import (
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/redis/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -31,69 +28,31 @@ func TestMain(m *testing.M) {
 	)
 }
 
-const redisURLEnv = "AUTHD_TEST_REDIS_URL"
-
-// testURL returns the Redis URL for integration tests or skips the test.
-func testURL(t *testing.T) string {
+// newTestClient returns a client of the test Redis, closed when the test
+// ends, and a key prefix of the test's own, whose keys are deleted first.
+func newTestClient(t *testing.T) (*goredis.Client, string) {
 	t.Helper()
-	u := os.Getenv(redisURLEnv)
-	if u == "" {
-		t.Skipf("%s is not set; skipping Redis integration test", redisURLEnv)
+	c, err := redis.NewClient(redistest.URL(t))
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
 	}
-	return u
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close client: %v", err)
+		}
+	})
+	return c, redistest.Prefix(t, c)
 }
 
 // newTestStore returns a Store on the test Redis under a random prefix; its
 // keys are deleted and its client closed when the test ends.
 func newTestStore(t *testing.T) *redis.Store {
 	t.Helper()
-	c, err := redis.NewClient(testURL(t))
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	prefix := randomPrefix(t)
-	t.Cleanup(func() {
-		deletePrefix(t, c, prefix)
-		if err := c.Close(); err != nil {
-			t.Errorf("close client: %v", err)
-		}
-	})
-	return redis.NewStore(c, prefix)
-}
-
-func randomPrefix(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "authdtest:" + hex.EncodeToString(b) + ":"
-}
-
-// deletePrefix removes this test's keys and nothing else: the server is
-// shared with other tests.
-func deletePrefix(t *testing.T, c *goredis.Client, prefix string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
-	defer cancel()
-	it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	var keys []string
-	for it.Next(ctx) {
-		keys = append(keys, it.Val())
-	}
-	if err := it.Err(); err != nil {
-		t.Errorf("cleanup: scan %s*: %v", prefix, err)
-		return
-	}
-	if len(keys) > 0 {
-		if err := c.Unlink(ctx, keys...).Err(); err != nil {
-			t.Errorf("cleanup: unlink %d keys: %v", len(keys), err)
-		}
-	}
+	return redis.NewStore(newTestClient(t))
 }
 
 func TestStateSuite(t *testing.T) {
-	testURL(t)
+	redistest.URL(t)
 	statetest.RunStateSuite(t,
 		func(t *testing.T) auth.StateStore { return newTestStore(t) },
 		nil, // Redis expires keys on its own clock: check the ttls instead
@@ -105,14 +64,7 @@ func TestStateSuite(t *testing.T) {
 
 func TestKeysArePrefixed(t *testing.T) {
 	t.Parallel()
-	rawURL := testURL(t)
-	c, err := redis.NewClient(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	prefix := randomPrefix(t)
-	defer deletePrefix(t, c, prefix)
+	c, prefix := newTestClient(t)
 	st := redis.NewStore(c, prefix)
 	ctx := t.Context()
 
@@ -137,20 +89,13 @@ func TestKeysArePrefixed(t *testing.T) {
 
 func TestWrongTypeIsNotUnavailable(t *testing.T) {
 	t.Parallel()
-	rawURL := testURL(t)
-	c, err := redis.NewClient(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	prefix := randomPrefix(t)
-	defer deletePrefix(t, c, prefix)
+	c, prefix := newTestClient(t)
 	st := redis.NewStore(c, prefix)
 	ctx := t.Context()
 	if err := c.RPush(ctx, prefix+"list", "a").Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = st.Get(ctx, "list")
+	_, err := st.Get(ctx, "list")
 	if err == nil || errors.Is(err, auth.ErrUnavailable) || errors.Is(err, auth.ErrNotFound) {
 		t.Fatalf("Get on a list = %v; want a plain WRONGTYPE error", err)
 	}
@@ -266,33 +211,23 @@ func assertUnavailable(t *testing.T, st *redis.Store) {
 // same client, once it is back.
 func TestReconnect(t *testing.T) {
 	t.Parallel()
-	rawURL := testURL(t)
+	rawURL := redistest.URL(t)
 	opts, err := goredis.ParseURL(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, "127.0.0.1:0", opts.Addr)
-	t.Cleanup(p.stop)
+	p := redistest.NewProxy(t, opts.Addr)
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Host = p.addr
+	u.Host = p.Addr()
 	c, err := redis.NewClient(u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefix := randomPrefix(t)
-	t.Cleanup(func() {
-		c.Close()
-		direct, err := redis.NewClient(rawURL)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		deletePrefix(t, direct, prefix)
-		direct.Close()
-	})
+	t.Cleanup(func() { c.Close() })
+	_, prefix := newTestClient(t) // a direct client, to delete the keys at the end
 	st := redis.NewStore(c, prefix)
 	ctx := t.Context()
 
@@ -300,7 +235,7 @@ func TestReconnect(t *testing.T) {
 		t.Fatalf("Set through the proxy: %v", err)
 	}
 
-	p.stop()
+	p.Stop()
 	assertUnavailable(t, st)
 	// Keep failing until the pool gives up dialing on every call and hands
 	// reconnection to its background probe; that path must recover too.
@@ -310,7 +245,9 @@ func TestReconnect(t *testing.T) {
 		}
 	}
 
-	p.restart(t)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
@@ -335,112 +272,13 @@ func TestReconnect(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections to a target; stop cuts every connection
-// and stops listening, restart listens again on the same address.
-type proxy struct {
-	addr, target string
-
-	mu    sync.Mutex
-	ln    net.Listener          // mu guards ln and conns
-	conns map[net.Conn]struct{} // open client and upstream connections
-	wg    sync.WaitGroup        // accept loop and copiers
-}
-
-func startProxy(t *testing.T, addr, target string) *proxy {
-	t.Helper()
-	p := &proxy{target: target, conns: make(map[net.Conn]struct{})}
-	p.listen(t, addr)
-	return p
-}
-
-func (p *proxy) restart(t *testing.T) {
-	t.Helper()
-	p.listen(t, p.addr)
-}
-
-func (p *proxy) listen(t *testing.T, addr string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("proxy listen %s: %v", addr, err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	p.wg.Go(func() {
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return // listener closed by stop
-			}
-			up, err := net.DialTimeout("tcp", p.target, time.Second)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			if !p.track(down, up) {
-				return
-			}
-			pipe := func(dst, src net.Conn) {
-				_, _ = io.Copy(dst, src)
-				dst.Close()
-				src.Close()
-			}
-			p.wg.Go(func() { pipe(up, down) })
-			p.wg.Go(func() { pipe(down, up) })
-		}
-	})
-}
-
-// track records the pair unless the proxy was stopped meanwhile.
-func (p *proxy) track(cs ...net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-	return true
-}
-
-func (p *proxy) stop() {
-	p.mu.Lock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
-}
-
 func BenchmarkStore(b *testing.B) {
-	rawURL := os.Getenv(redisURLEnv)
-	if rawURL == "" {
-		b.Skipf("%s is not set", redisURLEnv)
-	}
-	c, err := redis.NewClient(rawURL)
+	c, err := redis.NewClient(redistest.URL(b))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
-	prefix := "authdbench:" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "") + ":"
-	defer func() {
-		ctx := context.Background()
-		it := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for it.Next(ctx) {
-			c.Unlink(ctx, it.Val())
-		}
-	}()
-	st := redis.NewStore(c, prefix)
+	b.Cleanup(func() { c.Close() })
+	st := redis.NewStore(c, redistest.Prefix(b, c))
 	ctx := context.Background()
 	if err := st.Set(ctx, "k", []byte("value"), time.Hour); err != nil {
 		b.Fatal(err)

@@ -6,20 +6,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/postgres"
+	"github.com/authd/authd/internal/postgres/pgtest"
 	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/redis/redistest"
 	"github.com/authd/authd/internal/sqlite"
 	"github.com/authd/authd/internal/token"
 )
@@ -33,12 +32,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-const (
-	postgresURLEnv = "AUTHD_TEST_POSTGRES_URL"
-	redisURLEnv    = "AUTHD_TEST_REDIS_URL"
-	// deadRedisAddr has nothing listening: the fail-closed tests point at it.
-	deadRedisAddr = "127.0.0.1:1"
-)
+// deadRedisAddr has nothing listening: the fail-closed tests point at it.
+const deadRedisAddr = "127.0.0.1:1"
 
 var testSecret = bytes.Repeat([]byte{42}, 32)
 
@@ -76,7 +71,7 @@ var (
 		open func(t *testing.T, clock *statetest.Clock) auth.StateStore
 	}{
 		{"memstate", func(_ *testing.T, clock *statetest.Clock) auth.StateStore { return memstate.New(clock.Now) }},
-		{"redis", func(t *testing.T, _ *statetest.Clock) auth.StateStore { return openRedis(t, redisURL(t)) }},
+		{"redis", func(t *testing.T, _ *statetest.Clock) auth.StateStore { return openRedis(t) }},
 	}
 )
 
@@ -154,96 +149,52 @@ func openSQLite(t *testing.T) stores {
 // openPostgres opens a store in a schema of its own, dropped at the end.
 func openPostgres(t *testing.T) stores {
 	t.Helper()
-	base := os.Getenv(postgresURLEnv)
-	if base == "" {
-		t.Skipf("%s is not set; skipping PostgreSQL integration test", postgresURLEnv)
-	}
-	ctx := t.Context()
-	schema := "session_test_" + randomHex(t, 6)
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	u, err := url.Parse(base)
+	u, err := url.Parse(pgtest.SchemaURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
 	q.Set("pool_max_conns", "8")
 	u.RawQuery = q.Encode()
-	st, err := postgres.Open(ctx, u.String())
+	st, err := postgres.Open(t.Context(), u.String())
 	if err != nil {
 		t.Fatalf("postgres.Open: %v", err)
 	}
-	t.Cleanup(func() {
-		st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
+	t.Cleanup(st.Close) // before the schema is dropped: cleanups run last-registered first
 	return st
 }
 
-func redisURL(t testing.TB) string {
+// openRedis returns a state store on the test Redis under a random prefix;
+// its keys are deleted (that prefix's only: the server is shared) and its
+// client closed when the test ends.
+func openRedis(t testing.TB) *redis.Store {
 	t.Helper()
-	u := os.Getenv(redisURLEnv)
-	if u == "" {
-		t.Skipf("%s is not set; skipping Redis integration test", redisURLEnv)
-	}
-	return u
-}
-
-// openRedis returns a state store on rawURL under a random prefix; its keys
-// are deleted (SCAN + DEL of that prefix only: the server is shared) and
-// its client closed when the test ends.
-func openRedis(t testing.TB, rawURL string) *redis.Store {
-	t.Helper()
-	c, err := redis.NewClient(rawURL)
+	c, err := redis.NewClient(redistest.URL(t))
 	if err != nil {
 		t.Fatalf("redis.NewClient: %v", err)
 	}
-	prefix := "authdtest:session:" + randomHex(t, 8) + ":"
+	closeRedis(t, c)
+	return redis.NewStore(c, redistest.Prefix(t, c))
+}
+
+// openDeadRedis returns a state store on deadRedisAddr, where nothing
+// listens; its client is closed when the test ends.
+func openDeadRedis(t testing.TB) *redis.Store {
+	t.Helper()
+	c, err := redis.NewClient("redis://" + deadRedisAddr + "/0")
+	if err != nil {
+		t.Fatalf("redis.NewClient: %v", err)
+	}
+	closeRedis(t, c)
+	return redis.NewStore(c, "authdtest:dead:")
+}
+
+// closeRedis closes c when the test ends, failing the test if that fails.
+func closeRedis(t testing.TB, c interface{ Close() error }) {
+	t.Helper()
 	t.Cleanup(func() {
-		deletePrefix(t, c, prefix)
 		if err := c.Close(); err != nil {
 			t.Errorf("close redis client: %v", err)
 		}
 	})
-	return redis.NewStore(c, prefix)
-}
-
-func deletePrefix(t testing.TB, c *goredis.Client, prefix string) {
-	t.Helper()
-	if c.Options().Addr == deadRedisAddr {
-		return // the dead server of the fail-closed tests
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var keys []string
-	it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for it.Next(ctx) {
-		keys = append(keys, it.Val())
-	}
-	if err := it.Err(); err != nil {
-		t.Errorf("scan %s*: %v", prefix, err)
-		return
-	}
-	if len(keys) > 0 {
-		if err := c.Del(ctx, keys...).Err(); err != nil {
-			t.Errorf("delete %s*: %v", prefix, err)
-		}
-	}
 }

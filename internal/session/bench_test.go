@@ -26,7 +26,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		state func(b *testing.B) auth.StateStore
 	}{
 		{"memstate", func(*testing.B) auth.StateStore { return memstate.New(clock.Now) }},
-		{"redis", func(b *testing.B) auth.StateStore { return openRedis(b, redisURL(b)) }},
+		{"redis", func(b *testing.B) auth.StateStore { return openRedis(b) }},
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {

@@ -399,7 +399,7 @@ func TestFailClosed(t *testing.T) {
 			p := live.start(t, live.user(t))
 			live.authOK(t, p.AccessToken) // the token is good and cached
 
-			dead := openRedis(t, "redis://"+deadRedisAddr+"/0")
+			dead := openDeadRedis(t)
 			m, err := NewManager(live.db, dead, live.m.issuer, live.ver, testParams, clock.Now, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -2,8 +2,6 @@ package throttle_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"regexp"
@@ -18,6 +16,7 @@ import (
 	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/redis/redistest"
 	"github.com/authd/authd/internal/throttle"
 )
 
@@ -28,8 +27,6 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"),
 	)
 }
-
-const redisURLEnv = "AUTHD_TEST_REDIS_URL"
 
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -45,43 +42,24 @@ type backend struct {
 func backends(t *testing.T) []backend {
 	t.Helper()
 	bs := []backend{{name: "memstate"}} // newEnv builds it on the test's clock
-	if os.Getenv(redisURLEnv) != "" {
-		bs = append(bs, backend{"redis", newRedisStore})
+	if os.Getenv(redistest.EnvVar) != "" {
+		bs = append(bs, backend{"redis", func(t *testing.T) auth.StateStore { return newRedisStore(t) }})
 	} else {
-		t.Logf("%s is not set; running against memstate only", redisURLEnv)
+		t.Logf("%s is not set; running against memstate only", redistest.EnvVar)
 	}
 	return bs
 }
 
-func newRedisStore(t *testing.T) auth.StateStore {
+// newRedisStore returns a store on the test Redis under a prefix of its
+// own, whose keys are deleted when the test ends.
+func newRedisStore(t testing.TB) *redis.Store {
 	t.Helper()
-	c, err := redis.NewClient(os.Getenv(redisURLEnv))
+	c, err := redis.NewClient(redistest.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	prefix := "authdtest:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 10*time.Second)
-		defer cancel()
-		it := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-		var keys []string
-		for it.Next(ctx) {
-			keys = append(keys, it.Val())
-		}
-		if err := it.Err(); err != nil {
-			t.Errorf("cleanup: scan: %v", err)
-		} else if len(keys) > 0 {
-			if err := c.Unlink(ctx, keys...).Err(); err != nil {
-				t.Errorf("cleanup: unlink: %v", err)
-			}
-		}
-		c.Close()
-	})
-	return redis.NewStore(c, prefix)
+	t.Cleanup(func() { c.Close() })
+	return redis.NewStore(c, redistest.Prefix(t, c))
 }
 
 // env is one throttle under test with its clock and store.
@@ -518,18 +496,11 @@ func BenchmarkLogin(b *testing.B) {
 	}{
 		{"memstate", func(*testing.B) auth.StateStore { return memstate.New(time.Now) }},
 	}
-	if os.Getenv(redisURLEnv) != "" {
+	if os.Getenv(redistest.EnvVar) != "" {
 		stores = append(stores, struct {
 			name string
 			st   func(b *testing.B) auth.StateStore
-		}{"redis", func(b *testing.B) auth.StateStore {
-			c, err := redis.NewClient(os.Getenv(redisURLEnv))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { c.Close() })
-			return redis.NewStore(c, "authdbench:throttle:")
-		}})
+		}{"redis", func(b *testing.B) auth.StateStore { return newRedisStore(b) }})
 	}
 	for _, s := range stores {
 		b.Run("store="+s.name, func(b *testing.B) {

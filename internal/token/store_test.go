@@ -1,23 +1,16 @@
 package token
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/postgres"
+	"github.com/authd/authd/internal/postgres/pgtest"
 	"github.com/authd/authd/internal/sqlite"
 )
-
-const postgresURLEnv = "AUTHD_TEST_POSTGRES_URL"
 
 // realStores opens connections to one fresh database of each kind: every
 // call of the returned function is another instance on the same database.
@@ -53,33 +46,11 @@ var realStores = []struct {
 // returns a URL whose search_path points at it, or skips.
 func postgresSchema(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv(postgresURLEnv)
-	if base == "" {
-		t.Skipf("%s is not set; skipping PostgreSQL integration test", postgresURLEnv)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	schema := "token_test_" + hex.EncodeToString(b)
-	exec := func(sql string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Errorf("%s: %v", sql, err)
-		}
-	}
-	exec("CREATE SCHEMA " + schema)
-	t.Cleanup(func() { exec("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(base)
+	u, err := url.Parse(pgtest.SchemaURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := u.Query()
-	q.Set("search_path", schema)
 	q.Set("pool_max_conns", "4")
 	u.RawQuery = q.Encode()
 	return u.String()

@@ -18,15 +18,24 @@ import (
 // EnvVar names the server the PostgreSQL suites run against.
 const EnvVar = "AUTHD_TEST_POSTGRES_URL"
 
-// SchemaURL creates an empty schema for the test, drops it (CASCADE) when the
-// test ends, and returns a URL whose search_path is that schema. It skips
-// the test, naming EnvVar, when the variable is unset.
-func SchemaURL(t testing.TB) string {
+// BaseURL returns the URL in EnvVar as it is, for the tests that need the
+// server itself rather than a schema of their own (a schema that does not
+// exist, say). It skips the test, naming EnvVar, when the variable is unset.
+func BaseURL(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(EnvVar)
 	if base == "" {
 		t.Skipf("%s is not set: skipping the PostgreSQL suite", EnvVar)
 	}
+	return base
+}
+
+// SchemaURL creates an empty schema for the test, drops it (CASCADE) when the
+// test ends, and returns a URL whose search_path is that schema. It skips
+// the test, naming EnvVar, when the variable is unset.
+func SchemaURL(t testing.TB) string {
+	t.Helper()
+	base := BaseURL(t)
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	name := "authd_t_" + hex.EncodeToString(b[:])
