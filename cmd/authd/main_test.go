@@ -21,11 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// pgx and go-redis keep a background health-check goroutine per pool
-		// that ends shortly after Close.
-		goleak.IgnoreTopFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // freeAddr returns a loopback address with a port nobody listens on.
