@@ -1,0 +1,219 @@
+package account_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authd/authd/internal/account"
+	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/hashpool"
+	"github.com/authd/authd/internal/memstate"
+	"github.com/authd/authd/internal/notify"
+	"github.com/authd/authd/internal/password"
+	"github.com/authd/authd/internal/session"
+	"github.com/authd/authd/internal/sqlite"
+	"github.com/authd/authd/internal/throttle"
+	"github.com/authd/authd/internal/token"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fixture struct {
+	svc  *account.Service
+	db   *sqlite.Store
+	reg  *prometheus.Registry
+	logs *bytes.Buffer
+}
+
+type admit struct {
+	*password.Hasher
+	pool *hashpool.Pool
+}
+
+func (a admit) Admit() error { return a.pool.Admit() }
+
+// newFixture builds the service on real parts: SQLite in memory, in-process
+// state, a real pool hashing with params.
+func newFixture(t *testing.T, params password.Params) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	reg := prometheus.NewRegistry()
+	db, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	pool, err := hashpool.New(hashpool.Config{Workers: 2, Queue: 8}, reg, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close(context.Background()) })
+	ring, err := token.NewKeyring(ctx, db, bytes.Repeat([]byte{1}, 32), token.KeyParams{AccessTTL: time.Minute}, time.Now, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := token.Params{Issuer: "http://authd.test", Audience: "authd", AccessTTL: time.Minute}
+	iss, err := token.NewIssuer(ring, tp, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := token.NewVerifier(ring, tp, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := memstate.New(time.Now)
+	sessions, err := session.NewManager(db, state, iss, ver, session.Params{AccessTTL: time.Minute, RefreshTTL: time.Hour}, time.Now, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejects := prometheus.NewCounter(prometheus.CounterOpts{Name: "rejects"})
+	svc, err := account.NewService(db, admit{password.NewHasher(pool, params), pool},
+		throttle.New(state, throttle.Params{HashKey: []byte("k")}, time.Now), sessions,
+		notify.NewLog(logger, "http://authd.test"), logger, reg, rejects, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{svc: svc, db: db, reg: reg, logs: logs}
+}
+
+// seed stores a user with the given hash, as an import would.
+func (f *fixture) seed(t *testing.T, email, hash string) {
+	t.Helper()
+	now := time.Now()
+	u := &auth.User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
+	if err := f.db.CreateUser(t.Context(), u); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) hashOf(t *testing.T, email string) string {
+	t.Helper()
+	u, err := f.db.UserByEmail(t.Context(), email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.PasswordHash
+}
+
+const pw = "correct horse battery staple"
+
+func TestBcryptImportIsUpgradedOnLogin(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	b, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.seed(t, "imported@example.com", string(b))
+
+	if _, err := f.svc.Login(t.Context(), "imported@example.com", "wrong password!", "c"); !errors.Is(err, auth.ErrInvalidCredentials) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if got := f.hashOf(t, "imported@example.com"); got != string(b) {
+		t.Fatalf("a failed login changed the hash to %q", got)
+	}
+	if _, err := f.svc.Login(t.Context(), "imported@example.com", pw, "c"); err != nil {
+		t.Fatalf("login with the imported bcrypt hash: %v", err)
+	}
+	got := f.hashOf(t, "imported@example.com")
+	if !strings.HasPrefix(got, "$argon2id$v=19$") {
+		t.Fatalf("hash after login = %q, want an Argon2id PHC string", got)
+	}
+	// The upgraded hash verifies, and is not upgraded again.
+	if _, err := f.svc.Login(t.Context(), "imported@example.com", pw, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if again := f.hashOf(t, "imported@example.com"); again != got {
+		t.Errorf("hash changed on a second login: %q → %q", got, again)
+	}
+}
+
+func TestWeakerArgon2IsRehashed(t *testing.T) {
+	t.Parallel()
+	weak := password.TestParams()
+	strong := weak
+	strong.Iterations = 2
+	strong.Memory = 64
+
+	// A hash made under weaker parameters.
+	fw := newFixture(t, weak)
+	if _, err := fw.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
+		t.Fatal(err)
+	}
+	old := fw.hashOf(t, "ada@example.com")
+
+	f := newFixture(t, strong)
+	f.seed(t, "ada@example.com", old)
+	if _, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c"); err != nil {
+		t.Fatal(err)
+	}
+	p, _, _, err := password.Parse(f.hashOf(t, "ada@example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Memory != strong.Memory || p.Iterations != strong.Iterations {
+		t.Errorf("params after login = %+v, want the configured %+v", p, strong)
+	}
+}
+
+func TestUnknownEmailAndWrongPasswordLookAlike(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
+		t.Fatal(err)
+	}
+	before := f.hashesDone(t)
+	_, errWrong := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c")
+	_, errUnknown := f.svc.Login(t.Context(), "nobody@example.com", "not the password", "c")
+	if !errors.Is(errWrong, auth.ErrInvalidCredentials) || !errors.Is(errUnknown, auth.ErrInvalidCredentials) {
+		t.Fatalf("wrong: %v, unknown: %v", errWrong, errUnknown)
+	}
+	if errWrong.Error() != errUnknown.Error() {
+		t.Errorf("errors differ: %q / %q", errWrong, errUnknown)
+	}
+	// Both paths hashed exactly once.
+	if got := f.hashesDone(t) - before; got != 2 {
+		t.Errorf("hash jobs for two failed logins = %v, want 2", got)
+	}
+	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); !errors.Is(err, auth.ErrEmailTaken) {
+		t.Errorf("duplicate register: %v", err)
+	}
+	if strings.Contains(f.logs.String(), pw) || strings.Contains(f.logs.String(), "not the password") {
+		t.Errorf("a password reached the log")
+	}
+}
+
+// hashesDone reads authd_hash_jobs_total{outcome="done"}.
+func (f *fixture) hashesDone(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "authd_hash_jobs_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "done" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal(`authd_hash_jobs_total{outcome="done"} not found`)
+	return 0
+}
