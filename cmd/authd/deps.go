@@ -143,6 +143,9 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg pro
 	if err != nil {
 		return nil, err
 	}
+	s.workers = append(s.workers, func(ctx context.Context) error {
+		return sessions.RunPruner(ctx, sessionPruneEvery, logger)
+	})
 
 	// Registration and login, with the Guardian's per-account throttle.
 	throttleKey, err := hkdf.Key(sha256.New, secret, nil, "authd throttle keys v1", 32)
@@ -174,6 +177,10 @@ type forge struct {
 
 // Admit fails fast when the pool would refuse a job now.
 func (f forge) Admit() error { return f.pool.Admit() }
+
+// sessionPruneEvery is how often expired sessions and their refresh tokens
+// are deleted from the database.
+const sessionPruneEvery = time.Hour
 
 func passwordParams(cfg *config.Config) password.Params {
 	p := password.DefaultParams()

@@ -38,6 +38,11 @@ type SessionStore interface {
 	// RevokeUserSessions revokes every live session of the user except those
 	// listed in keep, and returns the IDs it revoked.
 	RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error)
+	// DeleteExpiredSessions deletes at most limit sessions that expired
+	// before t, with their refresh tokens, and returns how many it deleted.
+	// An expired session can no longer be refreshed, so nothing is lost;
+	// reuse detection needs a spent token only while its session lives.
+	DeleteExpiredSessions(ctx context.Context, t time.Time, limit int) (int64, error)
 }
 
 // KeyStore keeps the token signing keys and the service's generated secrets.

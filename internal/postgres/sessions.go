@@ -157,6 +157,17 @@ func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) err
 	return nil
 }
 
+// DeleteExpiredSessions deletes at most limit sessions that expired before
+// t; their refresh tokens go with them (ON DELETE CASCADE).
+func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit int) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id IN
+		(SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, utc(t), limit)
+	if err != nil {
+		return 0, opErr("delete expired sessions", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // RevokeUserSessions revokes every live (unrevoked, unexpired at now) session
 // of the user whose ID is not in keep, and returns the revoked IDs, sorted.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error) {

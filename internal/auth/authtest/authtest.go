@@ -316,6 +316,43 @@ func runSessions(t *testing.T, open func(t *testing.T) Stores) {
 		}
 	})
 
+	t.Run("delete expired sessions", func(t *testing.T) {
+		t.Parallel()
+		st := open(t)
+		u := createUser(t, st, "prune@example.com")
+		session := func(tok string, expires time.Time) *auth.Session {
+			s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: expires}
+			if err := st.CreateSession(t.Context(), s, token(tok, expires)); err != nil {
+				t.Fatalf("CreateSession: %v", err)
+			}
+			return s
+		}
+		old := session("old", t0.Add(time.Hour))
+		old2 := session("old2", t0.Add(2*time.Hour))
+		live := session("live", t0.Add(48*time.Hour))
+		now := t0.Add(24 * time.Hour)
+		n, err := st.DeleteExpiredSessions(t.Context(), now, 1)
+		if err != nil || n != 1 {
+			t.Fatalf("DeleteExpiredSessions(limit 1) = %d, %v; want 1", n, err)
+		}
+		n, err = st.DeleteExpiredSessions(t.Context(), now, 100)
+		if err != nil || n != 1 {
+			t.Fatalf("second DeleteExpiredSessions = %d, %v; want the other 1", n, err)
+		}
+		for _, s := range []*auth.Session{old, old2} {
+			if _, err := st.SessionByID(t.Context(), s.ID); !errors.Is(err, auth.ErrNotFound) {
+				t.Errorf("expired session %s still there: %v", s.ID, err)
+			}
+		}
+		rotateWant(t, st, "old", now, auth.ErrNotFound)
+		if _, err := st.SessionByID(t.Context(), live.ID); err != nil {
+			t.Errorf("live session deleted: %v", err)
+		}
+		rotateWant(t, st, "live", now, nil)
+		if n, err := st.DeleteExpiredSessions(t.Context(), now, 100); err != nil || n != 0 {
+			t.Errorf("nothing left to delete: %d, %v", n, err)
+		}
+	})
 	t.Run("revoke user sessions", func(t *testing.T) {
 		t.Parallel()
 		st := open(t)
