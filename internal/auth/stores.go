@@ -61,7 +61,8 @@ type KeyStore interface {
 // StateStore holds shared, expiring state: revocation lists, one-time codes,
 // counters. Implementations: memstate.Store (one process) and redis.Store
 // (shared between instances). Every method fails fast with an error wrapping
-// ErrUnavailable when the backend cannot be reached. A ttl of 0 means no expiry.
+// ErrUnavailable when the backend cannot be reached. A ttl of 0 means no
+// expiry; a negative ttl is an error.
 type StateStore interface {
 	// Get returns ErrNotFound when key is absent or expired.
 	Get(ctx context.Context, key string) ([]byte, error)
