@@ -143,6 +143,14 @@ func build(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg pro
 	if err != nil {
 		return nil, err
 	}
+	// The database holds every revocation durably; the state store that
+	// requests consult may have lost recent ones (in-process state after a
+	// restart, a Redis without persistence).
+	restored, err := sessions.RestoreRevocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("revocations restored", "sessions", restored)
 	s.workers = append(s.workers, func(ctx context.Context) error {
 		return sessions.RunPruner(ctx, sessionPruneEvery, logger)
 	})

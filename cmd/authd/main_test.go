@@ -284,3 +284,61 @@ func hashJobs(t *testing.T, admin string) int {
 	}
 	return n
 }
+
+// TestLogoutSurvivesRestart: a logout answered 204 stays a logout after a
+// restart that empties the in-process state.
+func TestLogoutSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "authd.db")}
+	in := start(t, env)
+	post := func(base, path, body, bearer string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	creds := `{"email":"restart@example.com","password":"correct horse battery staple"}`
+	if r := post(in.base, "/v1/register", creds, ""); r.StatusCode != http.StatusCreated {
+		t.Fatalf("register: %d", r.StatusCode)
+	}
+	r := post(in.base, "/v1/login", creds, "")
+	var pair struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&pair); err != nil || pair.AccessToken == "" {
+		t.Fatalf("login: %d %v", r.StatusCode, err)
+	}
+	if r := post(in.base, "/v1/logout", "", pair.AccessToken); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("logout: %d", r.StatusCode)
+	}
+	if err := in.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	again := start(t, env)
+	req, _ := http.NewRequest(http.MethodGet, again.base+"/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+pair.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct{ Code string }
+	json.NewDecoder(resp.Body).Decode(&p)
+	if resp.StatusCode != http.StatusUnauthorized || p.Code != "token_revoked" {
+		t.Errorf("logged-out token after restart: %d %q, want 401 token_revoked", resp.StatusCode, p.Code)
+	}
+}

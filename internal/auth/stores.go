@@ -38,6 +38,10 @@ type SessionStore interface {
 	// RevokeUserSessions revokes every live session of the user except those
 	// listed in keep, and returns the IDs it revoked.
 	RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error)
+	// RevokedSessionsSince lists the sessions revoked at or after t, with
+	// only ID, UserID and RevokedAt set, oldest first. Start-up uses it to
+	// re-assert recent revocations in a state store that may have lost them.
+	RevokedSessionsSince(ctx context.Context, t time.Time) ([]Session, error)
 	// DeleteExpiredSessions deletes at most limit sessions that expired
 	// before t, with their refresh tokens, and returns how many it deleted.
 	// An expired session can no longer be refreshed, so nothing is lost;

@@ -157,6 +157,26 @@ func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) err
 	return nil
 }
 
+// RevokedSessionsSince lists the sessions revoked at or after t (ID, UserID
+// and RevokedAt set), oldest first.
+func (s *Store) RevokedSessionsSince(ctx context.Context, t time.Time) ([]auth.Session, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, user_id, revoked_at FROM sessions
+		WHERE revoked_at IS NOT NULL AND revoked_at >= $1 ORDER BY revoked_at`, utc(t))
+	if err != nil {
+		return nil, opErr("revoked sessions", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (auth.Session, error) {
+		var sess auth.Session
+		err := r.Scan(&sess.ID, &sess.UserID, &sess.RevokedAt)
+		sess.RevokedAt = sess.RevokedAt.UTC()
+		return sess, err
+	})
+	if err != nil {
+		return nil, opErr("revoked sessions", err)
+	}
+	return out, nil
+}
+
 // DeleteExpiredSessions deletes at most limit sessions that expired before
 // t; their refresh tokens go with them (ON DELETE CASCADE).
 func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit int) (int64, error) {

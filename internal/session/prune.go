@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -50,4 +51,31 @@ func (m *Manager) RunPruner(ctx context.Context, every time.Duration, logger *sl
 			logger.InfoContext(ctx, "pruned expired sessions", "deleted", n)
 		}
 	}
+}
+
+// RestoreRevocations re-asserts in the state store the sessions revoked
+// recently enough that access tokens they issued may still be live. The
+// revocation itself is durable in the database (a logout answered 204 stays
+// a logout), but the state store that Authenticate reads may be in-process
+// memory that a restart emptied, or a Redis that lost data. run calls it at
+// start, before serving. It returns how many sessions it re-asserted.
+func (m *Manager) RestoreRevocations(ctx context.Context) (int, error) {
+	now := m.now()
+	ttl := m.revocationTTL()
+	revoked, err := m.sessions.RevokedSessionsSince(ctx, now.Add(-ttl))
+	if err != nil {
+		return 0, fmt.Errorf("session: restore revocations: %w", err)
+	}
+	n := 0
+	for _, s := range revoked {
+		left := s.RevokedAt.Add(ttl).Sub(now)
+		if left <= 0 {
+			continue
+		}
+		if err := m.state.Set(ctx, sidKey(s.UserID, s.ID), []byte{'1'}, left); err != nil {
+			return n, fmt.Errorf("session: restore revocations: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -37,3 +37,38 @@ func TestPruneDeletesOnlyExpiredSessions(t *testing.T) {
 		}
 	})
 }
+
+func TestRestoreRevocationsAfterStateLoss(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, e *env) {
+		uid := e.user(t)
+		p := e.start(t, uid)
+		other := e.start(t, uid)
+		c := e.authOK(t, p.AccessToken)
+		if err := e.m.Logout(t.Context(), c, false); err != nil {
+			t.Fatal(err)
+		}
+		// The state store forgets everything (a restart of in-process state,
+		// a Redis without persistence): the logged-out token would pass.
+		keys := []string{jtiKey(uid, c.ID), sidKey(uid, c.SID), cutoffKey(uid)}
+		if err := e.state.Delete(t.Context(), keys...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Authenticate(t.Context(), p.AccessToken); err != nil {
+			t.Fatalf("precondition: with the state lost the token passes, got %v", err)
+		}
+		n, err := e.m.RestoreRevocations(t.Context())
+		if err != nil || n != 1 {
+			t.Fatalf("RestoreRevocations = %d, %v; want 1", n, err)
+		}
+		if _, err := e.m.Authenticate(t.Context(), p.AccessToken); !errors.Is(err, auth.ErrTokenRevoked) {
+			t.Errorf("logged-out token after restore: %v, want ErrTokenRevoked", err)
+		}
+		e.authOK(t, other.AccessToken)
+		// Long after, nothing is left to restore: every token has expired.
+		e.clock.Advance(e.m.revocationTTL() + time.Second)
+		if n, err := e.m.RestoreRevocations(t.Context()); err != nil || n != 0 {
+			t.Errorf("RestoreRevocations later = %d, %v; want 0", n, err)
+		}
+	})
+}

@@ -176,6 +176,35 @@ func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) err
 	return nil
 }
 
+// RevokedSessionsSince lists the sessions revoked at or after t (ID, UserID
+// and RevokedAt set), oldest first.
+func (s *Store) RevokedSessionsSince(ctx context.Context, t time.Time) ([]auth.Session, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, user_id, revoked_at FROM sessions
+		WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at`, encTime(t))
+	if err != nil {
+		return nil, opErr("revoked sessions", err)
+	}
+	defer rows.Close()
+	var out []auth.Session
+	for rows.Next() {
+		var (
+			sess    auth.Session
+			revoked string
+		)
+		if err := rows.Scan(&sess.ID, &sess.UserID, &revoked); err != nil {
+			return nil, opErr("revoked sessions", err)
+		}
+		if sess.RevokedAt, err = decTime(revoked); err != nil {
+			return nil, opErr("revoked sessions", err)
+		}
+		out = append(out, sess)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, opErr("revoked sessions", err)
+	}
+	return out, nil
+}
+
 // DeleteExpiredSessions deletes at most limit sessions that expired before
 // t; their refresh tokens go with them (ON DELETE CASCADE).
 func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit int) (int64, error) {

@@ -316,6 +316,34 @@ func runSessions(t *testing.T, open func(t *testing.T) Stores) {
 		}
 	})
 
+	t.Run("revoked sessions since", func(t *testing.T) {
+		t.Parallel()
+		st := open(t)
+		u := createUser(t, st, "revoked@example.com")
+		var ids []string
+		for i := range 3 {
+			s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: t0.Add(48 * time.Hour)}
+			if err := st.CreateSession(t.Context(), s, token(fmt.Sprintf("rv%d", i), s.ExpiresAt)); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, s.ID)
+		}
+		// ids[0] revoked long ago, ids[1] recently, ids[2] never.
+		if err := st.RevokeSession(t.Context(), ids[0], t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.RevokeSession(t.Context(), ids[1], t0.Add(10*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.RevokedSessionsSince(t.Context(), t0.Add(9*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].ID != ids[1] || got[0].UserID != u.ID {
+			t.Fatalf("RevokedSessionsSince = %+v, want only %s", got, ids[1])
+		}
+		checkTime(t, "RevokedAt", got[0].RevokedAt, t0.Add(10*time.Hour))
+	})
 	t.Run("delete expired sessions", func(t *testing.T) {
 		t.Parallel()
 		st := open(t)
