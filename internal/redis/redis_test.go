@@ -172,7 +172,11 @@ func TestUnresponsive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	assertUnavailable(t, redis.NewStore(c, "authdtest:"))
+	st := redis.NewStore(c, "authdtest:")
+	assertUnavailable(t, st)
+	// Many callers at once: each holds a pooled connection until its read
+	// times out, so they fail in waves of PoolSize (10 per CPU), 0.5s each.
+	assertAllUnavailable(t, st, 32)
 }
 
 func assertUnavailable(t *testing.T, st *redis.Store) {
