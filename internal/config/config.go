@@ -18,6 +18,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/authd/authd/internal/clientip"
 )
 
 // Config is every setting, parsed and validated.
@@ -162,7 +164,7 @@ func settings() []setting {
 		}},
 		{"AUTHD_RATE_LIMIT_BURST", "rate-limit-burst", "20", "per-client burst on the auth endpoints", false, func(c *Config, v string) error { return positiveInt(v, 1, 1e6, &c.RateLimit.Burst) }},
 		{"AUTHD_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed", false, func(c *Config, v string) error {
-			p, err := ParsePrefixes(v)
+			p, err := clientip.ParsePrefixes(v)
 			c.TrustedProxies = p
 			return err
 		}},
@@ -357,33 +359,6 @@ func optionalURL(v string, schemes ...string) error {
 		}
 	}
 	return fmt.Errorf("URL scheme must be %s", strings.Join(schemes, " or "))
-}
-
-// ParsePrefixes parses a comma-separated list of CIDRs or bare addresses
-// (a bare address is a /32 or /128).
-func ParsePrefixes(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if strings.Contains(f, "/") {
-			p, err := netip.ParsePrefix(f)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not a CIDR", f)
-			}
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an IP address or CIDR", f)
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }
 
 // redactURL hides a URL's password so a bad secret setting can be reported.

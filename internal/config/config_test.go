@@ -111,20 +111,3 @@ func TestHelpListsEverySetting(t *testing.T) {
 		}
 	}
 }
-
-func TestParsePrefixes(t *testing.T) {
-	t.Parallel()
-	p, err := ParsePrefixes(" 10.0.0.0/8, 192.168.1.7 ,::1, 2001:db8::/32 ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"10.0.0.0/8", "192.168.1.7/32", "::1/128", "2001:db8::/32"}
-	if len(p) != len(want) {
-		t.Fatalf("got %v", p)
-	}
-	for i := range want {
-		if p[i].String() != want[i] {
-			t.Errorf("%d: %v want %s", i, p[i], want[i])
-		}
-	}
-}
