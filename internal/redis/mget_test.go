@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/redis"
@@ -182,24 +179,7 @@ func assertAllUnavailable(t *testing.T, st *redis.Store, callers int) {
 // own values, none hangs, and reads work again once Redis is back.
 func TestMGetOutageMidStream(t *testing.T) {
 	t.Parallel()
-	rawURL := redistest.URL(t)
-	opts, err := goredis.ParseURL(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := redistest.NewProxy(t, opts.Addr)
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = p.Addr()
-	c, err := redis.NewClient(u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_, prefix := newTestClient(t)
-	st := redis.NewStore(c, prefix)
+	st, p := proxiedStore(t)
 	ctx := t.Context()
 	const workers = 32
 	for w := range workers {

@@ -30,6 +30,31 @@ func TestMain(m *testing.M) {
 
 // newTestClient returns a client of the test Redis, closed when the test
 // ends, and a key prefix of the test's own, whose keys are deleted first.
+// proxiedStore returns a Store whose client reaches Redis through a proxy
+// that the test can cut (p.Stop) and restore (p.Start). Its keys are deleted
+// at the end through a direct client.
+func proxiedStore(t *testing.T) (*redis.Store, *redistest.Proxy) {
+	t.Helper()
+	rawURL := redistest.URL(t)
+	opts, err := goredis.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := redistest.NewProxy(t, opts.Addr)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = p.Addr()
+	c, err := redis.NewClient(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_, prefix := newTestClient(t)
+	return redis.NewStore(c, prefix), p
+}
+
 func newTestClient(t *testing.T) (*goredis.Client, string) {
 	t.Helper()
 	c, err := redis.NewClient(redistest.URL(t))
@@ -215,24 +240,7 @@ func assertUnavailable(t *testing.T, st *redis.Store) {
 // same client, once it is back.
 func TestReconnect(t *testing.T) {
 	t.Parallel()
-	rawURL := redistest.URL(t)
-	opts, err := goredis.ParseURL(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := redistest.NewProxy(t, opts.Addr)
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = p.Addr()
-	c, err := redis.NewClient(u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_, prefix := newTestClient(t) // a direct client, to delete the keys at the end
-	st := redis.NewStore(c, prefix)
+	st, p := proxiedStore(t)
 	ctx := t.Context()
 
 	if err := st.Set(ctx, "k", []byte("v"), time.Hour); err != nil {
