@@ -73,7 +73,7 @@ func strKey(s string) string { return strings.Clone(s) }
 var impls = []impl{
 	{"authd-sharded", func(ks keySet) (func(int) bool, func()) {
 		l := limiter.NewLocal(limiter.Params{RPS: hugeRPS, Burst: hugeBurst, MaxKeys: 2 * len(ks.prefixes)}, time.Now, nil)
-		return func(i int) bool { return l.Allow(ks.prefixes[i]).Allowed }, func() {}
+		return func(i int) bool { return l.Allow(context.Background(), ks.prefixes[i]).Allowed }, func() {}
 	}},
 	{"authd-sharded-gomap", func(ks keySet) (func(int) bool, func()) {
 		l := NewShardedMapLocal(hugeRPS, hugeBurst)

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -23,7 +24,7 @@ func TestSeedMatchesLocal(t *testing.T) {
 	for i, d := range steps {
 		ns.Add(int64(d))
 		for _, k := range keys {
-			if a, b := local.Allow(k).Allowed, seed.Allow(k); a != b {
+			if a, b := local.Allow(context.Background(), k).Allowed, seed.Allow(k); a != b {
 				t.Fatalf("step %d key %v: Local %v, seed %v", i, k, a, b)
 			}
 		}

@@ -9,15 +9,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/sync/errgroup"
 
+	"github.com/authd/authd/internal/app"
 	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/httpapi"
+	"github.com/authd/authd/internal/redis"
 )
 
 var errUsage = errors.New("usage")
@@ -25,7 +27,14 @@ var errUsage = errors.New("usage")
 // run is the whole program: it parses the settings, builds every part,
 // passes each its dependencies and owns their lifetimes. It returns when ctx
 // is cancelled (SIGINT/SIGTERM) and everything has shut down, or on the first
-// fatal error. It writes nothing to stdout but help text.
+// fatal error, after stopping whatever was built. It writes nothing to stdout
+// but help text.
+//
+// Every long-lived part joins one app.Lifetime as it is built and stops in
+// reverse order: readiness drains (/readyz answers 503), the public and
+// admin listeners drain, the hash pool finishes its queue, the background
+// parts (session pruner, key reload, sweepers) stop, Redis and the database
+// close. All of it within AUTHD_SHUTDOWN_TIMEOUT.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "keys" {
 		return runKeys(ctx, args[1:], getenv, stdout, stderr)
@@ -35,8 +44,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr)
-	now := time.Now
 
+	var life app.Lifetime
+	err = serve(ctx, &life, cfg, getenv, logger)
+	// A fresh deadline: ctx may be cancelled already.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := errors.Join(err, life.Stop(sctx)); err != nil {
+		return err
+	}
+	logger.Info("authd stopped")
+	return nil
+}
+
+// serve builds the service into life, listens, starts every part and returns
+// when ctx ends or a part fails. The caller stops life whatever serve
+// returns.
+func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv func(string) string, logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return fmt.Errorf("register go collector: %w", err)
@@ -44,77 +68,58 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return fmt.Errorf("register process collector: %w", err)
 	}
+	if cfg.RedisURL != "" {
+		redis.RouteClientLogs(logger)
+	}
+	setMemoryLimit(cfg, getenv, logger)
 
-	svc, err := build(ctx, cfg, logger, reg, getenv, now)
+	svc, err := app.Build(ctx, life, cfg, logger, reg)
 	if err != nil {
 		return err
 	}
-	defer svc.close()
-
-	publicLn, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen %s (AUTHD_HTTP_ADDR): %w", cfg.HTTPAddr, err)
-	}
-	adminLn, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		publicLn.Close()
-		return fmt.Errorf("listen %s (AUTHD_ADMIN_ADDR): %w", cfg.AdminAddr, err)
-	}
-	public := newHTTPServer(svc.api, logger)
-	admin := newHTTPServer(httpapi.NewAdmin(reg), logger)
-	admin.WriteTimeout = 60 * time.Second // pprof profiles take 30 s by default
-
-	// Background workers live until the listeners have drained: requests in
-	// flight still need them.
-	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBackground()
-	bg, bgCtx := errgroup.WithContext(bgCtx)
-	for _, w := range svc.workers {
-		bg.Go(func() error { return w(bgCtx) })
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serve(public, publicLn) })
-	g.Go(func() error { return serve(admin, adminLn) })
-	logger.Info("authd started", "http_addr", publicLn.Addr().String(), "admin_addr", adminLn.Addr().String(),
-		"database", svc.dbKind, "state", svc.state)
-
-	g.Go(func() error {
-		select {
-		case <-gctx.Done():
-		case <-bgCtx.Done(): // a background worker failed
-		}
-		logger.Info("shutting down", "budget", cfg.ShutdownTimeout.String())
-		svc.ready.Drain()
-		// A fresh deadline: ctx is already cancelled.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-		defer cancel()
-		errs := []error{public.Shutdown(sctx), admin.Shutdown(sctx)}
-		// Then the hash pool (queued jobs finish or fail within the budget),
-		// then the background workers; Redis and the database close last,
-		// when run returns.
-		errs = append(errs, svc.pool.Close(sctx))
-		stopBackground()
-		errs = append(errs, bg.Wait())
-		return errors.Join(errs...)
-	})
-	err = g.Wait()
-	if errors.Is(err, context.Canceled) {
-		err = nil
-	}
+	adminAddr, err := listen(life, "admin listener", cfg.AdminAddr, "AUTHD_ADMIN_ADDR", httpapi.NewAdmin(reg), 60*time.Second, logger)
 	if err != nil {
 		return err
 	}
-	logger.Info("authd stopped")
+	httpAddr, err := listen(life, "public listener", cfg.HTTPAddr, "AUTHD_HTTP_ADDR", svc.API, 30*time.Second, logger)
+	if err != nil {
+		return err
+	}
+	// Stopped first: /readyz answers 503 while the listeners drain.
+	life.Add(app.Part{Name: "readiness", Close: func(context.Context) error { svc.Ready.Drain(); return nil }})
+
+	life.Start(ctx)
+	logger.Info("authd started", "http_addr", httpAddr.String(), "admin_addr", adminAddr.String(),
+		"database", svc.DBKind, "state", svc.State)
+	select {
+	case <-ctx.Done():
+	case <-life.Failed():
+	}
+	logger.Info("shutting down", "budget", cfg.ShutdownTimeout.String())
 	return nil
 }
 
-// serve runs srv on ln until Shutdown.
-func serve(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+// listen opens addr and adds to life a part serving h on it, which Close
+// shuts down gracefully; it returns the address listened on. writeTimeout bounds one response (pprof profiles
+// take 30 s by default on the admin listener).
+func listen(life *app.Lifetime, name, addr, setting string, h http.Handler, writeTimeout time.Duration, logger *slog.Logger) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s (%s): %w", addr, setting, err)
 	}
-	return nil
+	srv := newHTTPServer(h, logger)
+	srv.WriteTimeout = writeTimeout
+	life.Add(app.Part{
+		Name: name,
+		Run: func(context.Context) error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+			return nil
+		},
+		Close: srv.Shutdown,
+	})
+	return ln.Addr(), nil
 }
 
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
@@ -153,4 +158,19 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit from the hash
+// pool's size unless GOMEMLIMIT is set: each Argon2id call allocates its
+// memory afresh, and without a limit the garbage collector lets the heap
+// grow to twice the live set before collecting. With it, peak RSS stays near
+// workers × Argon2 memory plus the rest of the service.
+func setMemoryLimit(cfg *config.Config, getenv func(string) string, logger *slog.Logger) {
+	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	const base = 128 << 20 // the service without hashing, with room
+	limit := int64(cfg.Hash.Workers)*int64(cfg.Argon2.MemoryKiB)*1024 + base
+	debug.SetMemoryLimit(limit)
+	logger.Info("memory limit set", "bytes", limit, "workers", cfg.Hash.Workers, "argon2_memory_kib", cfg.Argon2.MemoryKiB)
 }

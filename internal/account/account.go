@@ -61,14 +61,22 @@ type Service struct {
 	accountRejects prometheus.Counter
 }
 
-// NewService returns a Service. accountRejects is the Guardian's
+// NewService returns a Service. Its metrics are registered on reg:
+// authd_logins_total, authd_registrations_total, and the
 // authd_ratelimit_rejections_total{scope="account"} series, counted when the
-// throttle refuses a login. Its own metrics are registered on reg.
+// throttle refuses a login (the family is shared with the per-client
+// limiter, which counts scope="ip").
 func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions Sessions, notifier Notifier,
-	logger *slog.Logger, reg prometheus.Registerer, accountRejects prometheus.Counter, now func() time.Time) (*Service, error) {
+	now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if users == nil || hasher == nil || throttle == nil || sessions == nil || notifier == nil {
+		return nil, errors.New("account: a dependency is missing")
+	}
+	if now == nil || logger == nil || reg == nil {
+		return nil, errors.New("account: clock, logger and registerer are required")
+	}
 	s := &Service{
 		users: users, hasher: hasher, throttle: throttle, sessions: sessions, notifier: notifier,
-		logger: logger, now: now, accountRejects: accountRejects,
+		logger: logger, now: now,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_logins_total", Help: "Password logins by outcome.",
 		}, []string{"outcome"}),
@@ -87,7 +95,29 @@ func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions
 			return nil, fmt.Errorf("account: register metrics: %w", err)
 		}
 	}
+	rejections, err := registerShared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "authd_ratelimit_rejections_total",
+		Help: "Requests refused by a rate limit, by scope: ip (per client address) or account (per-account login throttle).",
+	}, []string{"scope"}))
+	if err != nil {
+		return nil, fmt.Errorf("account: register metrics: %w", err)
+	}
+	s.accountRejects = rejections.WithLabelValues("account")
 	return s, nil
+}
+
+// registerShared registers c on reg, or returns the collector already
+// registered there under the same description: the rejections family is
+// shared with the per-client limiter.
+func registerShared(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing, nil
+		}
+	}
+	return c, err
 }
 
 // ThrottledError is a login refused by the per-account throttle. It matches

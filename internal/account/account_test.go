@@ -1,8 +1,6 @@
 package account_test
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -15,77 +13,29 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/authd/authd/internal/account"
+	"github.com/authd/authd/internal/app"
+	"github.com/authd/authd/internal/app/apptest"
 	"github.com/authd/authd/internal/auth"
-	"github.com/authd/authd/internal/hashpool"
-	"github.com/authd/authd/internal/memstate"
-	"github.com/authd/authd/internal/notify"
 	"github.com/authd/authd/internal/password"
-	"github.com/authd/authd/internal/session"
-	"github.com/authd/authd/internal/sqlite"
-	"github.com/authd/authd/internal/throttle"
-	"github.com/authd/authd/internal/token"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fixture struct {
 	svc  *account.Service
-	db   *sqlite.Store
+	db   app.Stores
 	reg  *prometheus.Registry
-	logs *bytes.Buffer
+	logs *apptest.Logs
 }
 
-type admit struct {
-	*password.Hasher
-	pool *hashpool.Pool
-}
-
-func (a admit) Admit() error { return a.pool.Admit() }
-
-// newFixture builds the service on real parts: SQLite in memory, in-process
+// newFixture builds the service main runs: SQLite in memory, in-process
 // state, a real pool hashing with params.
 func newFixture(t *testing.T, params password.Params) *fixture {
 	t.Helper()
-	ctx := t.Context()
-	logs := &bytes.Buffer{}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
+	logs := &apptest.Logs{}
 	reg := prometheus.NewRegistry()
-	db, err := sqlite.Open(ctx, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	pool, err := hashpool.New(hashpool.Config{Workers: 2, Queue: 8}, reg, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pool.Close(context.Background()) })
-	ring, err := token.NewKeyring(ctx, db, bytes.Repeat([]byte{1}, 32), token.KeyParams{AccessTTL: time.Minute}, time.Now, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := token.Params{Issuer: "http://authd.test", Audience: "authd", AccessTTL: time.Minute}
-	iss, err := token.NewIssuer(ring, tp, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver, err := token.NewVerifier(ring, tp, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := memstate.New(time.Now)
-	sessions, err := session.NewManager(db, state, iss, ver, session.Params{AccessTTL: time.Minute, RefreshTTL: time.Hour}, time.Now, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rejects := prometheus.NewCounter(prometheus.CounterOpts{Name: "rejects"})
-	svc, err := account.NewService(db, admit{password.NewHasher(pool, params), pool},
-		throttle.New(state, throttle.Params{HashKey: []byte("k")}, time.Now), sessions,
-		notify.NewLog(logger, "http://authd.test"), logger, reg, rejects, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{svc: svc, db: db, reg: reg, logs: logs}
+	svc := apptest.Build(t, apptest.Config(t), slog.New(slog.NewTextHandler(logs, nil)), reg, app.WithPasswordParams(params))
+	return &fixture{svc: svc.Accounts, db: svc.DB, reg: reg, logs: logs}
 }
 
 // seed stores a user with the given hash, as an import would.

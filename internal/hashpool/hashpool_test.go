@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/clocktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -523,27 +524,9 @@ func TestMetricsPreCreated(t *testing.T) {
 	}
 }
 
-// fakeClock advances only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestRetryAfterAndTimings(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
 	p, reg := newPool(t, Config{Workers: 2, Queue: 6}, clk.Now)
 	if got := p.RetryAfter(); got != time.Second {
 		t.Errorf("RetryAfter before any job = %v, want 1s", got)
@@ -675,7 +658,7 @@ func BenchmarkDo(b *testing.B) {
 
 func TestMaxWaitBoundsTheQueueByTime(t *testing.T) {
 	t.Parallel()
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := clocktest.New(time.Unix(1_700_000_000, 0))
 	// The queue could hold 100 jobs, but each takes 3s of fake time on two
 	// workers: with MaxWait 7s a job may only join while fewer than
 	// 7s × 2 / 3s ≈ 4.7 jobs are ahead of it.

@@ -8,30 +8,21 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/authd/authd/internal/account"
+	"github.com/authd/authd/internal/app"
+	"github.com/authd/authd/internal/app/apptest"
 	"github.com/authd/authd/internal/auth"
-	"github.com/authd/authd/internal/clientip"
+	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/hashpool"
-	"github.com/authd/authd/internal/httpapi"
-	"github.com/authd/authd/internal/limiter"
-	"github.com/authd/authd/internal/memstate"
-	"github.com/authd/authd/internal/notify"
-	"github.com/authd/authd/internal/password"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/postgres/pgtest"
 	"github.com/authd/authd/internal/session"
 	"github.com/authd/authd/internal/sqlite"
-	"github.com/authd/authd/internal/throttle"
-	"github.com/authd/authd/internal/token"
 )
 
 func TestMain(m *testing.M) {
@@ -45,28 +36,10 @@ type stores interface {
 	Ping(context.Context) error
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	url  string
 	pool *hashpool.Pool
-	logs *syncBuffer
+	logs *apptest.Logs
 	reg  *prometheus.Registry
 }
 
@@ -105,74 +78,26 @@ func backends(t *testing.T, fn func(t *testing.T, open func(t *testing.T) stores
 	})
 }
 
-// newFixture builds the real API over db with tiny Argon2 parameters.
+// newFixture builds the service main runs over db, with tiny Argon2
+// parameters, and serves its API.
 func newFixture(t *testing.T, db stores, o options) *fixture {
 	t.Helper()
-	if o.workers == 0 {
-		o.workers, o.queue = 2, 64
-	}
-	if o.burst == 0 {
-		o.burst = 1000
-	}
-	logs := &syncBuffer{}
+	logs := &apptest.Logs{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	reg := prometheus.NewRegistry()
-	now := time.Now
-	ctx := t.Context()
-
-	state := memstate.New(now)
-	pool, err := hashpool.New(hashpool.Config{Workers: o.workers, Queue: o.queue}, reg, now)
-	if err != nil {
-		t.Fatal(err)
+	cfg := apptest.Config(t)
+	if o.workers != 0 {
+		cfg.Hash = config.Hash{Workers: o.workers, Queue: o.queue}
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		pool.Close(ctx)
-	})
-	ring, err := token.NewKeyring(ctx, db, bytes.Repeat([]byte{7}, 32), token.KeyParams{AccessTTL: 15 * time.Minute}, now, logger)
-	if err != nil {
-		t.Fatal(err)
+	cfg.RateLimit = config.RateLimit{RPS: 1, Burst: 1000}
+	if o.burst != 0 {
+		cfg.RateLimit.Burst = o.burst
 	}
-	tp := token.Params{Issuer: "http://authd.test", Audience: "authd", AccessTTL: 15 * time.Minute}
-	iss, err := token.NewIssuer(ring, tp, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver, err := token.NewVerifier(ring, tp, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessions, err := session.NewManager(db, state, iss, ver, session.Params{AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour}, now, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := limiter.NewLocal(limiter.Params{RPS: 1, Burst: o.burst}, now, reg)
-	thr := throttle.New(state, throttle.Params{HashKey: []byte("test")}, now)
-	hasher := admitHasher{password.NewHasher(pool, password.TestParams()), pool}
-	accounts, err := account.NewService(db, hasher, thr, sessions, notify.NewLog(logger, "http://authd.test"), logger, reg, local.AccountRejections(), now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resolver := clientip.NewResolver(nil)
-	keyOf := func(r *http.Request) netip.Prefix { return clientip.Key(resolver.ClientIP(r)) }
-	ready := httpapi.NewReadiness(logger, time.Second, httpapi.Check{Name: "database", Probe: db.Ping})
-	api, err := httpapi.NewServer(logger, reg, now, ready, resolver.ClientIP, keyOf, local.Limiter(),
-		accounts, db, sessions, ring, "http://authd.test", "http://authd.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
+	svc := apptest.Build(t, cfg, logger, reg, app.WithStores(db))
+	srv := httptest.NewServer(svc.API)
 	t.Cleanup(srv.Close)
-	return &fixture{url: srv.URL, pool: pool, logs: logs, reg: reg}
+	return &fixture{url: srv.URL, pool: svc.Pool, logs: logs, reg: reg}
 }
-
-type admitHasher struct {
-	*password.Hasher
-	pool *hashpool.Pool
-}
-
-func (h admitHasher) Admit() error { return h.pool.Admit() }
 
 type response struct {
 	status int

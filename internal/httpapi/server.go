@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/limiter"
 )
 
@@ -35,36 +37,52 @@ type Server struct {
 	handler   http.Handler
 }
 
-// NewServer returns the public API handler.
-//
-// clientIP is the one function that decides a request's client address
-// (trusted proxies included); clientKey maps it to the rate-limit key (an
-// IPv4 address, an IPv6 /64). lim is the per-client limiter of the auth
-// endpoints. issuer and publicURL feed the discovery document. The HTTP
-// metrics are registered on reg; it fails if they already are.
-func NewServer(
-	logger *slog.Logger,
-	reg prometheus.Registerer,
-	now func() time.Time,
-	ready *Readiness,
-	clientIP func(*http.Request) netip.Addr,
-	clientKey func(*http.Request) netip.Prefix,
-	lim limiter.Limiter,
-	accounts Accounts,
-	users Users,
-	sessions Sessions,
-	keys KeySet,
-	issuer, publicURL string,
-) (*Server, error) {
+// Deps are the parts the public API calls. Every field is required.
+type Deps struct {
+	// Ready answers /readyz.
+	Ready *Readiness
+	// Clients decides a request's client address (trusted proxies
+	// included) and its rate-limit key (an IPv4 address, an IPv6 /64).
+	Clients *clientip.Resolver
+	// Limiter is the per-client limiter of the auth endpoints.
+	Limiter  limiter.Limiter
+	Accounts Accounts
+	Users    Users
+	Sessions Sessions
+	Keys     KeySet
+}
+
+// Params are the API's settings.
+type Params struct {
+	// Issuer is the iss of the tokens, announced by discovery.
+	Issuer string
+	// PublicURL is where clients reach this service; discovery's links
+	// start with it.
+	PublicURL string
+}
+
+// NewServer returns the public API handler. Its HTTP metrics are registered
+// on reg; it fails if they already are, or if a dependency or parameter is
+// missing.
+func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	switch {
+	case d.Ready == nil || d.Clients == nil || d.Limiter == nil || d.Accounts == nil ||
+		d.Users == nil || d.Sessions == nil || d.Keys == nil:
+		return nil, errors.New("httpapi: a dependency is missing")
+	case p.Issuer == "" || p.PublicURL == "":
+		return nil, errors.New("httpapi: issuer and public URL are required")
+	case now == nil || logger == nil || reg == nil:
+		return nil, errors.New("httpapi: clock, logger and registerer are required")
+	}
 	m, err := newHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		logger: logger, now: now, metrics: m, ready: ready,
-		clientIP: clientIP, clientKey: clientKey, limiter: lim,
-		accounts: accounts, users: users, sessions: sessions, keys: keys,
-		issuer: issuer, publicURL: publicURL,
+		logger: logger, now: now, metrics: m, ready: d.Ready,
+		clientIP: d.Clients.ClientIP, clientKey: d.Clients.Key, limiter: d.Limiter,
+		accounts: d.Accounts, users: d.Users, sessions: d.Sessions, keys: d.Keys,
+		issuer: p.Issuer, publicURL: p.PublicURL,
 	}
 	s.handler = s.routes()
 	return s, nil

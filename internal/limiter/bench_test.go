@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"context"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -36,7 +37,7 @@ func BenchmarkLocalAllow(b *testing.B) {
 			keys := benchKeys(size.n)
 			l := NewLocal(Params{RPS: 1e9, Burst: 1 << 30, MaxKeys: 2 * size.n}, time.Now, nil)
 			for _, k := range keys {
-				l.Allow(k)
+				l.Allow(context.Background(), k)
 			}
 			var worker atomic.Uint64
 			b.ReportAllocs()
@@ -44,7 +45,7 @@ func BenchmarkLocalAllow(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(worker.Add(1) * 7919)
 				for pb.Next() {
-					if !l.Allow(keys[i%len(keys)]).Allowed {
+					if !l.Allow(context.Background(), keys[i%len(keys)]).Allowed {
 						b.Fatal("rejected")
 					}
 					i++
@@ -65,7 +66,7 @@ func BenchmarkLocalBytesPerKey(b *testing.B) {
 				runtime.ReadMemStats(&before)
 				l := NewLocal(Params{RPS: 1, Burst: 10, MaxKeys: 2 * size.n}, time.Now, nil)
 				for _, k := range keys {
-					l.Allow(k)
+					l.Allow(context.Background(), k)
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

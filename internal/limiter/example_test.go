@@ -6,9 +6,10 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/limiter"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ExampleMiddleware puts a per-client limit of 2 requests at once, refilled
@@ -18,7 +19,7 @@ func ExampleMiddleware() {
 	l := limiter.NewLocal(limiter.Params{RPS: 1, Burst: 2}, time.Now, prometheus.NewRegistry())
 	resolver := clientip.NewResolver(nil) // no trusted proxies
 	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
-	h := limiter.Middleware(l.Limiter(), resolver.Key, nil)(login)
+	h := limiter.Middleware(l, resolver.Key, nil)(login)
 
 	for range 3 {
 		r := httptest.NewRequest(http.MethodPost, "/v1/login", nil)

@@ -173,10 +173,9 @@ func (g gcra) step(tat, now int64) (int64, Decision) {
 // metrics are the Guardian's series from API.md. They are shared by every
 // limiter registered on the same registry.
 type metrics struct {
-	rejectedIP      prometheus.Counter
-	rejectedAccount prometheus.Counter
-	tracked         prometheus.Gauge
-	backendErrors   prometheus.Counter
+	rejectedIP    prometheus.Counter
+	tracked       prometheus.Gauge
+	backendErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -193,10 +192,9 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		Help: "Redis rate-limit calls that failed or timed out; each such request was limited in process instead.",
 	}))
 	return metrics{
-		rejectedIP:      rejections.WithLabelValues("ip"),
-		rejectedAccount: rejections.WithLabelValues("account"),
-		tracked:         tracked,
-		backendErrors:   backendErrors,
+		rejectedIP:    rejections.WithLabelValues("ip"),
+		tracked:       tracked,
+		backendErrors: backendErrors,
 	}
 }
 

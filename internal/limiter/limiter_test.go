@@ -15,30 +15,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/authd/authd/internal/clocktest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is an injected clock that moves only when told to.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
+func newFakeClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 }
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 var (
 	v4a = netip.MustParsePrefix("192.0.2.1/32")
 	v4b = netip.MustParsePrefix("192.0.2.2/32")
 )
 
-func newTestLocal(t testing.TB, p Params) (*Local, *fakeClock, *prometheus.Registry) {
+func newTestLocal(t testing.TB, p Params) (*Local, *clocktest.Clock, *prometheus.Registry) {
 	t.Helper()
 	clk := newFakeClock()
 	reg := prometheus.NewRegistry()
@@ -63,20 +57,20 @@ func TestBurstThenReject(t *testing.T) {
 			l, _, reg := newTestLocal(t, Params{RPS: tt.rps, Burst: tt.burst})
 			interval := time.Duration(float64(time.Second) / tt.rps)
 			for i := range tt.burst {
-				d := l.Allow(v4a)
+				d := l.Allow(context.Background(), v4a)
 				want := Decision{Allowed: true, Limit: tt.burst, Remaining: tt.burst - 1 - i, Reset: time.Duration(i+1) * interval}
 				if d != want {
 					t.Fatalf("request %d: %+v, want %+v", i, d, want)
 				}
 			}
 			for range 3 {
-				d := l.Allow(v4a)
+				d := l.Allow(context.Background(), v4a)
 				want := Decision{Limit: tt.burst, Reset: tt.wantRetry, RetryAfter: tt.wantRetry}
 				if d != want {
 					t.Fatalf("over burst: %+v, want %+v", d, want)
 				}
 			}
-			if d := l.Allow(v4b); !d.Allowed || d.Remaining != tt.burst-1 {
+			if d := l.Allow(context.Background(), v4b); !d.Allowed || d.Remaining != tt.burst-1 {
 				t.Fatalf("other key affected: %+v", d)
 			}
 			if got := testutil.ToFloat64(l.m.rejectedIP); got != 3 {
@@ -94,7 +88,7 @@ func TestRefill(t *testing.T) {
 	t.Parallel()
 	l, clk, _ := newTestLocal(t, Params{RPS: 2, Burst: 4}) // a token every 500 ms
 	for range 4 {
-		l.Allow(v4a)
+		l.Allow(context.Background(), v4a)
 	}
 	steps := []struct {
 		advance       time.Duration
@@ -116,7 +110,7 @@ func TestRefill(t *testing.T) {
 	}
 	for i, s := range steps {
 		clk.Advance(s.advance)
-		d := l.Allow(v4a)
+		d := l.Allow(context.Background(), v4a)
 		if d.Allowed != s.wantAllowed || d.Remaining != s.wantRemaining || d.RetryAfter != s.wantRetry {
 			t.Fatalf("step %d (+%v): %+v, want allowed=%v remaining=%d retry=%v", i, s.advance, d, s.wantAllowed, s.wantRemaining, s.wantRetry)
 		}
@@ -189,9 +183,9 @@ func TestParamsValidate(t *testing.T) {
 func TestSweep(t *testing.T) {
 	t.Parallel()
 	l, clk, _ := newTestLocal(t, Params{RPS: 1, Burst: 10})
-	l.Allow(v4a) // full again after 1 s
+	l.Allow(context.Background(), v4a) // full again after 1 s
 	for range 5 {
-		l.Allow(v4b) // full again after 5 s
+		l.Allow(context.Background(), v4b) // full again after 5 s
 	}
 	if n := l.Sweep(); n != 0 || l.Tracked() != 2 {
 		t.Fatalf("fresh sweep dropped %d, tracked %d", n, l.Tracked())
@@ -200,7 +194,7 @@ func TestSweep(t *testing.T) {
 	if n := l.Sweep(); n != 1 || l.Tracked() != 1 {
 		t.Fatalf("after 1s dropped %d, tracked %d; want 1, 1", n, l.Tracked())
 	}
-	if d := l.Allow(v4b); d.Remaining != 5 { // its state survived the sweep
+	if d := l.Allow(context.Background(), v4b); d.Remaining != 5 { // its state survived the sweep
 		t.Fatalf("v4b after sweep: %+v", d)
 	}
 	clk.Advance(time.Minute)
@@ -228,7 +222,7 @@ func TestRunSweepsAndStops(t *testing.T) {
 	go func() { done <- l.Run(ctx) }()
 
 	for i := range 100 {
-		l.Allow(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32))
+		l.Allow(context.Background(), netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32))
 	}
 	ticks <- time.Time{}
 	if n := <-swept; n != 0 {
@@ -269,7 +263,7 @@ func TestRunRealTicker(t *testing.T) {
 func TestKeyCapUnderSpray(t *testing.T) {
 	const maxKeys, spray = 100_000, 2_000_000
 	l, clk, _ := newTestLocal(t, Params{RPS: 1, Burst: 5, MaxKeys: maxKeys})
-	l.Allow(v4a)
+	l.Allow(context.Background(), v4a)
 
 	var before runtime.MemStats
 	runtime.GC()
@@ -282,7 +276,7 @@ func TestKeyCapUnderSpray(t *testing.T) {
 		wg.Go(func() {
 			for i := w; i < spray; i += workers {
 				a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
-				if l.Allow(netip.PrefixFrom(a, 64)).Allowed {
+				if l.Allow(context.Background(), netip.PrefixFrom(a, 64)).Allowed {
 					allowed.Add(1)
 				}
 				if i%1000 == 0 {
@@ -309,7 +303,7 @@ func TestKeyCapUnderSpray(t *testing.T) {
 	if limit := int64(maxKeys) * 200; grown > limit {
 		t.Errorf("heap grew %d B for %d keys, more than %d", grown, maxKeys, limit)
 	}
-	if d := l.Allow(v4a); !d.Allowed || d.Remaining != 3 {
+	if d := l.Allow(context.Background(), v4a); !d.Allowed || d.Remaining != 3 {
 		t.Errorf("client tracked before the spray: %+v, want its own bucket with 3 left", d)
 	}
 
@@ -324,7 +318,7 @@ func TestKeyCapUnderSpray(t *testing.T) {
 	if slots != numShards*minSlots {
 		t.Errorf("after sweeping every bucket the tables hold %d slots, want them shrunk to %d", slots, numShards*minSlots)
 	}
-	if d := l.Allow(v4b); !d.Allowed || l.Tracked() != 1 {
+	if d := l.Allow(context.Background(), v4b); !d.Allowed || l.Tracked() != 1 {
 		t.Errorf("after sweep a new client gets its own bucket: %+v, tracked %d", d, l.Tracked())
 	}
 }
@@ -335,18 +329,18 @@ func TestMetricsPreCreated(t *testing.T) {
 	clk := newFakeClock()
 	l := NewLocal(Params{RPS: 1, Burst: 1}, clk.Now, reg)
 	_ = NewLocal(Params{RPS: 9, Burst: 9}, clk.Now, reg) // a second limiter shares the series
-	l.AccountRejections().Inc()
+	l.Allow(context.Background(), v4a)
+	l.Allow(context.Background(), v4a) // refused: burst 1
 	const want = `
 # HELP authd_ratelimit_backend_errors_total Redis rate-limit calls that failed or timed out; each such request was limited in process instead.
 # TYPE authd_ratelimit_backend_errors_total counter
 authd_ratelimit_backend_errors_total 0
 # HELP authd_ratelimit_rejections_total Requests refused by a rate limit, by scope: ip (per client address) or account (per-account login throttle).
 # TYPE authd_ratelimit_rejections_total counter
-authd_ratelimit_rejections_total{scope="account"} 1
-authd_ratelimit_rejections_total{scope="ip"} 0
+authd_ratelimit_rejections_total{scope="ip"} 1
 # HELP authd_ratelimit_tracked_keys Client keys with a bucket held in process (the Redis limiter's in-process fallback included).
 # TYPE authd_ratelimit_tracked_keys gauge
-authd_ratelimit_tracked_keys 0
+authd_ratelimit_tracked_keys 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
@@ -355,8 +349,8 @@ authd_ratelimit_tracked_keys 0
 
 func TestAllowHitPathAllocs(t *testing.T) {
 	l, _, _ := newTestLocal(t, Params{RPS: 1, Burst: 1})
-	l.Allow(v4a)
-	if n := testing.AllocsPerRun(1000, func() { l.Allow(v4a) }); n != 0 {
+	l.Allow(context.Background(), v4a)
+	if n := testing.AllocsPerRun(1000, func() { l.Allow(context.Background(), v4a) }); n != 0 {
 		t.Errorf("Allow on a tracked key allocates %v times, want 0", n)
 	}
 }
@@ -369,7 +363,7 @@ func TestConcurrentAllowIsExact(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 500 {
-				if l.Allow(v4a).Allowed {
+				if l.Allow(context.Background(), v4a).Allowed {
 					allowed.Add(1)
 				}
 			}
@@ -442,7 +436,7 @@ func TestConcurrentReplaceLosesNoTokens(t *testing.T) {
 			for range rounds {
 				for i := range keys {
 					j := (i*7 + w*nkeys/workers) % nkeys
-					if l.Allow(keys[j]).Allowed {
+					if l.Allow(context.Background(), keys[j]).Allowed {
 						allowed[j].Add(1)
 					}
 				}

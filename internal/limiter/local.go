@@ -132,9 +132,12 @@ func (l *Local) clock() int64 {
 }
 
 // Allow takes a token from key's bucket if it has one and reports the
-// outcome. It is safe for concurrent use; for a tracked key it takes no lock
-// and allocates nothing.
-func (l *Local) Allow(p netip.Prefix) Decision {
+// outcome; it implements Limiter. The context is ignored: an in-process
+// decision never waits. It is safe for concurrent use; for a tracked key it
+// takes no lock and allocates nothing.
+func (l *Local) Allow(_ context.Context, p netip.Prefix) Decision { return l.allow(p) }
+
+func (l *Local) allow(p netip.Prefix) Decision {
 	k := keyOf(p)
 	h := l.seed.hash(k)
 	now := l.clock()
@@ -215,21 +218,8 @@ func (l *Local) reserveKey() bool {
 	}
 }
 
-// Limiter returns l as a Limiter. The context is ignored: an in-process
-// decision never waits.
-func (l *Local) Limiter() Limiter { return localLimiter{l} }
-
-type localLimiter struct{ l *Local }
-
-func (a localLimiter) Allow(_ context.Context, key netip.Prefix) Decision { return a.l.Allow(key) }
-
 // Tracked returns the number of keys with a bucket. Safe for concurrent use.
 func (l *Local) Tracked() int { return int(l.keys.Load()) }
-
-// AccountRejections returns the authd_ratelimit_rejections_total{scope="account"}
-// counter, for the per-account login throttle's caller to increment when it
-// answers 429. Safe for concurrent use.
-func (l *Local) AccountRejections() prometheus.Counter { return l.m.rejectedAccount }
 
 // Run drops idle buckets every SweepEvery until ctx ends, then returns nil.
 // Call it once, from the goroutine that owns the limiter's lifetime.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/clientip"
+	"github.com/authd/authd/internal/clocktest"
 )
 
 // serve sends one request from remote through mw and returns the recorder.
@@ -23,7 +24,7 @@ func serve(t *testing.T, h http.Handler, remote string) *httptest.ResponseRecord
 	return w
 }
 
-func newTestHandler(t *testing.T, p Params, reject RejectFunc) (http.Handler, *fakeClock, *int) {
+func newTestHandler(t *testing.T, p Params, reject RejectFunc) (http.Handler, *clocktest.Clock, *int) {
 	t.Helper()
 	l, clk, _ := newTestLocal(t, p)
 	res := clientip.NewResolver(nil)
@@ -32,7 +33,7 @@ func newTestHandler(t *testing.T, p Params, reject RejectFunc) (http.Handler, *f
 		*calls++
 		w.WriteHeader(http.StatusNoContent)
 	})
-	return Middleware(l.Limiter(), res.Key, reject)(next), clk, calls
+	return Middleware(l, res.Key, reject)(next), clk, calls
 }
 
 func TestMiddlewareHeaders(t *testing.T) {
@@ -137,7 +138,7 @@ func TestMiddlewareSpoofedXFF(t *testing.T) {
 	l, _, _ := newTestLocal(t, Params{RPS: 1, Burst: 2})
 	trusted, _ := clientip.ParsePrefixes("10.0.0.0/8")
 	res := clientip.NewResolver(trusted)
-	h := Middleware(l.Limiter(), res.Key, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := Middleware(l, res.Key, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	codes := make([]int, 0, 4)
 	for i := range 4 {
 		r := httptest.NewRequest(http.MethodPost, "/v1/login", nil)
@@ -195,7 +196,7 @@ func TestSetHeadersAndRetryAfter(t *testing.T) {
 func BenchmarkMiddleware(b *testing.B) {
 	l := NewLocal(Params{RPS: 1e9, Burst: 1 << 30}, time.Now, nil)
 	res := clientip.NewResolver(nil)
-	h := Middleware(l.Limiter(), res.Key, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := Middleware(l, res.Key, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	r := httptest.NewRequest(http.MethodPost, "/v1/login", nil).WithContext(context.Background())
 	r.RemoteAddr = "198.51.100.7:1234"
 	w := &reusedWriter{h: http.Header{}}

@@ -109,12 +109,12 @@ func contextTimeoutEnabled(c goredis.UniversalClient) bool {
 // Safe for concurrent use.
 func (r *Redis) Allow(ctx context.Context, key netip.Prefix) Decision {
 	if ctx.Err() != nil {
-		return r.fallback.Allow(key)
+		return r.fallback.allow(key)
 	}
 	if r.fallback.clock() < r.downUntil.Load() {
 		r.fallback.m.backendErrors.Inc()
 		r.suppressed.Add(1)
-		return r.fallback.Allow(key)
+		return r.fallback.allow(key)
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
 	res, err := r.script.Run(cctx, r.c, []string{r.prefix + canonical(key).String()}, r.args[:]...).Int64Slice()
@@ -126,7 +126,7 @@ func (r *Redis) Allow(ctx context.Context, key netip.Prefix) Decision {
 		if ctx.Err() == nil {
 			r.failed(err)
 		}
-		return r.fallback.Allow(key)
+		return r.fallback.allow(key)
 	}
 	d := Decision{
 		Allowed:    res[0] == 1,
@@ -170,5 +170,5 @@ func canonical(p netip.Prefix) netip.Prefix {
 
 var (
 	_ Limiter = (*Redis)(nil)
-	_ Limiter = localLimiter{}
+	_ Limiter = (*Local)(nil)
 )

@@ -11,6 +11,7 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/memstate"
 )
 
@@ -19,7 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func TestStateSuite(t *testing.T) {
-	clock := statetest.NewClock(epoch)
+	clock := clocktest.New(epoch)
 	statetest.RunStateSuite(t,
 		func(t *testing.T) auth.StateStore { return memstate.New(clock.Now) },
 		clock.Advance,
@@ -29,7 +30,7 @@ func TestStateSuite(t *testing.T) {
 func TestSweep(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := statetest.NewClock(epoch)
+	clock := clocktest.New(epoch)
 	st := memstate.New(clock.Now)
 	for i := range 100 {
 		ttl := time.Duration(i%4) * time.Minute // a quarter never expire
@@ -61,7 +62,7 @@ func TestSweep(t *testing.T) {
 
 func TestRunSweepsAndStops(t *testing.T) {
 	t.Parallel()
-	clock := statetest.NewClock(epoch)
+	clock := clocktest.New(epoch)
 	st := memstate.New(clock.Now, memstate.WithSweepInterval(time.Millisecond))
 	if err := st.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestRunSweepsAndStops(t *testing.T) {
 
 func TestExpiredEntryInvisibleBeforeSweep(t *testing.T) {
 	t.Parallel()
-	clock := statetest.NewClock(epoch)
+	clock := clocktest.New(epoch)
 	st := memstate.New(clock.Now)
 	if err := st.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
 		t.Fatal(err)

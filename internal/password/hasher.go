@@ -45,6 +45,11 @@ func NewHasher(pool *hashpool.Pool, p Params) *Hasher {
 	return &Hasher{pool: pool, params: p, dummy: Encode(p, salt, key)}
 }
 
+// Admit fails fast with an error matching auth.ErrOverloaded when the pool
+// would refuse a job submitted now; it reserves nothing. Callers use it to
+// refuse a request before any other work.
+func (h *Hasher) Admit() error { return h.pool.Admit() }
+
 // Params returns the parameters new hashes are made with.
 func (h *Hasher) Params() Params { return h.params }
 

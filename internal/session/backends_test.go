@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
-	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/postgres/pgtest"
@@ -48,7 +48,7 @@ type stores interface {
 
 // env is one Manager on real stores, with its clock and registry.
 type env struct {
-	clock *statetest.Clock
+	clock *clocktest.Clock
 	db    stores
 	state auth.StateStore
 	ring  *token.Keyring
@@ -68,10 +68,10 @@ var (
 	}
 	stateStores = []struct {
 		name string
-		open func(t *testing.T, clock *statetest.Clock) auth.StateStore
+		open func(t *testing.T, clock *clocktest.Clock) auth.StateStore
 	}{
-		{"memstate", func(_ *testing.T, clock *statetest.Clock) auth.StateStore { return memstate.New(clock.Now) }},
-		{"redis", func(t *testing.T, _ *statetest.Clock) auth.StateStore { return openRedis(t) }},
+		{"memstate", func(_ *testing.T, clock *clocktest.Clock) auth.StateStore { return memstate.New(clock.Now) }},
+		{"redis", func(t *testing.T, _ *clocktest.Clock) auth.StateStore { return openRedis(t) }},
 	}
 )
 
@@ -82,7 +82,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 		for _, st := range stateStores {
 			t.Run(db.name+"+"+st.name, func(t *testing.T) {
 				t.Parallel()
-				clock := statetest.NewClock(time.Now().Truncate(time.Second))
+				clock := clocktest.New(time.Now().Truncate(time.Second))
 				state := st.open(t, clock) // first: an unset AUTHD_TEST_REDIS_URL skips before a database is made
 				fn(t, newEnv(t, db.open(t), state, clock))
 			})
@@ -90,7 +90,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-func newEnv(t testing.TB, db stores, state auth.StateStore, clock *statetest.Clock) *env {
+func newEnv(t testing.TB, db stores, state auth.StateStore, clock *clocktest.Clock) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{clock: clock, db: db, state: state, reg: prometheus.NewRegistry()}

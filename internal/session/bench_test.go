@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/auth"
-	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/sqlite"
 )
@@ -20,7 +20,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = db.Close() })
-	clock := statetest.NewClock(time.Now())
+	clock := clocktest.New(time.Now())
 	cases := []struct {
 		name  string
 		state func(b *testing.B) auth.StateStore

@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/throttle"
 )
 
 func Example() {
 	ctx := context.Background()
-	clock := statetest.NewClock(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	th := throttle.New(memstate.New(clock.Now), throttle.Params{}, clock.Now)
 
 	// A guesser: each admitted attempt fails.

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
-	"github.com/authd/authd/internal/auth/statetest"
+	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/redis/redistest"
@@ -65,13 +65,13 @@ func newRedisStore(t testing.TB) *redis.Store {
 // env is one throttle under test with its clock and store.
 type env struct {
 	th    *throttle.Throttle
-	clock *statetest.Clock
+	clock *clocktest.Clock
 	st    auth.StateStore
 }
 
 func newEnv(t *testing.T, b backend, p throttle.Params) *env {
 	t.Helper()
-	clock := statetest.NewClock(epoch)
+	clock := clocktest.New(epoch)
 	var st auth.StateStore
 	if b.name == "memstate" {
 		st = memstate.New(clock.Now)
@@ -384,7 +384,7 @@ var keyPattern = regexp.MustCompile(`^throttle:\{[0-9a-f]{32}\}:(a|f|w|l|c:[0-9a
 func TestKeysHideEmailAndClient(t *testing.T) {
 	t.Parallel()
 	run := func(p throttle.Params) map[string]bool {
-		clock := statetest.NewClock(epoch)
+		clock := clocktest.New(epoch)
 		rec := &recordingStore{StateStore: memstate.New(clock.Now), keys: make(map[string]bool)}
 		th := throttle.New(rec, p, clock.Now)
 		ctx := t.Context()

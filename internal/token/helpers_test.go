@@ -13,29 +13,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/clocktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeClock is an injectable clock that moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // keyStore is a tiny in-memory auth.KeyStore for the pure unit tests of this
 // package (the real stores are exercised in store_test.go). It follows the
@@ -95,7 +78,7 @@ var testParams = Params{Issuer: "https://authd.test", Audience: "authd", AccessT
 
 // fixture is a keyring with an issuer and a verifier on one fake clock.
 type fixture struct {
-	clock *fakeClock
+	clock *clocktest.Clock
 	store auth.KeyStore
 	ring  *Keyring
 	iss   *Issuer
@@ -108,7 +91,7 @@ func newFixture(t testing.TB, store auth.KeyStore, p Params, kp KeyParams) *fixt
 }
 
 // newFixtureAt is newFixture on a given clock, for instances sharing one.
-func newFixtureAt(t testing.TB, clock *fakeClock, store auth.KeyStore, p Params, kp KeyParams) *fixture {
+func newFixtureAt(t testing.TB, clock *clocktest.Clock, store auth.KeyStore, p Params, kp KeyParams) *fixture {
 	t.Helper()
 	f := &fixture{clock: clock, store: store}
 	if kp.AccessTTL == 0 {

@@ -1,0 +1,258 @@
+// Package app is authd's wiring: Build makes every part of the service from
+// the settings, passes each its dependencies and adds each long-lived part
+// to the caller's Lifetime, in the order they stop in reverse. cmd/authd's
+// run calls it, and so do the tests of the packages it wires (httpapi,
+// account), so that they test the service main runs, with fakes (a clock, a
+// database) passed as options.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authd/authd/internal/account"
+	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/clientip"
+	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/hashpool"
+	"github.com/authd/authd/internal/httpapi"
+	"github.com/authd/authd/internal/limiter"
+	"github.com/authd/authd/internal/memstate"
+	"github.com/authd/authd/internal/notify"
+	"github.com/authd/authd/internal/password"
+	"github.com/authd/authd/internal/postgres"
+	"github.com/authd/authd/internal/redis"
+	"github.com/authd/authd/internal/session"
+	"github.com/authd/authd/internal/sqlite"
+	"github.com/authd/authd/internal/throttle"
+	"github.com/authd/authd/internal/token"
+)
+
+// Stores is what the service needs of an accounts database.
+type Stores interface {
+	auth.UserStore
+	auth.SessionStore
+	auth.KeyStore
+	Ping(context.Context) error
+}
+
+// Service is the built service: what run serves and reports, and what tests
+// reach into.
+type Service struct {
+	API      *httpapi.Server    // the public listener's handler
+	Ready    *httpapi.Readiness // /readyz; drained first at shutdown
+	Accounts *account.Service
+	Pool     *hashpool.Pool
+	DB       Stores
+	DBKind   string // sqlite or postgres
+	State    string // memory or redis
+}
+
+// Option changes how Build makes a part; tests use them for fakes.
+type Option func(*options)
+
+type options struct {
+	now      func() time.Time
+	db       Stores
+	password *password.Params
+}
+
+// WithClock makes every part read time from now instead of time.Now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithStores makes the service use db instead of opening
+// cfg.DatabaseURL. The caller keeps owning db: Build neither migrates nor
+// closes it.
+func WithStores(db Stores) Option { return func(o *options) { o.db = db } }
+
+// WithPasswordParams makes new password hashes with p instead of the
+// configured Argon2 cost: tests pass password.TestParams for speed.
+func WithPasswordParams(p password.Params) Option { return func(o *options) { o.password = &p } }
+
+// Build opens the database (migrating it) and the state store, then builds
+// every part on top, passing each only its own settings, and adds each
+// long-lived part to life as soon as it exists. On error life holds what was
+// built so far: the caller stops life in every case, so that nothing leaks.
+// Build starts no goroutine of its own; the hash pool's workers start with
+// the pool and stop with its Close.
+func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Service, error) {
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	now := o.now
+	s := &Service{DB: o.db, DBKind: "given"}
+	if s.DB == nil {
+		var err error
+		if s.DB, s.DBKind, err = openDatabase(ctx, life, cfg, now, logger); err != nil {
+			return nil, err
+		}
+	}
+	db := s.DB
+	checks := []httpapi.Check{{Name: "database", Probe: db.Ping}}
+
+	// Shared state and the per-client limiter: in process, or in Redis.
+	limParams := limiter.Params{RPS: cfg.RateLimit.RPS, Burst: cfg.RateLimit.Burst}
+	local := limiter.NewLocal(limParams, now, reg)
+	var (
+		state auth.StateStore
+		lim   limiter.Limiter = local
+	)
+	if cfg.RedisURL == "" {
+		m := memstate.New(now)
+		state, s.State = m, "memory"
+		life.Add(Part{Name: "memstate sweeper", Run: m.Run})
+	} else {
+		c, err := redis.NewClient(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("redis (AUTHD_REDIS_URL): %w", err)
+		}
+		life.Add(Part{Name: "redis", Close: func(context.Context) error { return c.Close() }})
+		st := redis.NewStore(c, cfg.RedisKeyPrefix)
+		state, s.State = st, "redis"
+		lim = limiter.NewRedis(c, cfg.RedisKeyPrefix+"rl:", limParams, local, logger)
+		checks = append(checks, httpapi.Check{Name: "redis", Probe: st.Ping})
+	}
+	life.Add(Part{Name: "limiter sweeper", Run: local.Run})
+
+	secret, err := loadSecret(ctx, cfg, db, logger)
+	if err != nil {
+		return nil, err
+	}
+
+	// Tokens and sessions.
+	ring, err := token.NewKeyring(ctx, db, secret, keyParams(cfg), now, logger)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	life.Add(Part{Name: "signing key reload", Run: ring.Run})
+	tp := token.Params{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, AccessTTL: cfg.AccessTokenTTL}
+	issuer, err := token.NewIssuer(ring, tp, now)
+	if err != nil {
+		return nil, fmt.Errorf("token issuer: %w", err)
+	}
+	verifier, err := token.NewVerifier(ring, tp, now)
+	if err != nil {
+		return nil, fmt.Errorf("token verifier: %w", err)
+	}
+	sessions, err := session.NewManager(db, state, issuer, verifier,
+		session.Params{AccessTTL: cfg.AccessTokenTTL, RefreshTTL: cfg.RefreshTokenTTL}, now, reg)
+	if err != nil {
+		return nil, err
+	}
+	// The database holds every revocation durably; the state store that
+	// requests consult may have lost recent ones (in-process state after a
+	// restart, a Redis without persistence).
+	restored, err := sessions.RestoreRevocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("revocations restored", "sessions", restored)
+	life.Add(Part{Name: "session pruner", Run: func(ctx context.Context) error {
+		return sessions.RunPruner(ctx, sessionPruneEvery, logger)
+	}})
+
+	// The Forge. The pool closes after the listeners have drained (they are
+	// added after it) and before the background parts above stop.
+	s.Pool, err = hashpool.New(hashpool.Config{Workers: cfg.Hash.Workers, Queue: cfg.Hash.Queue, MaxWait: cfg.Hash.MaxWait}, reg, now)
+	if err != nil {
+		return nil, fmt.Errorf("hash pool: %w", err)
+	}
+	life.Add(Part{Name: "hash pool", Close: s.Pool.Close})
+	pp := passwordParams(cfg)
+	if o.password != nil {
+		pp = *o.password
+	}
+	hasher := password.NewHasher(s.Pool, pp)
+
+	// Registration and login, with the Guardian's per-account throttle.
+	keys, err := deriveKeys(secret)
+	if err != nil {
+		return nil, err
+	}
+	thr := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
+	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notify.NewLog(logger, cfg.PublicURL), now, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+
+	s.Ready = httpapi.NewReadiness(logger, time.Second, checks...)
+	s.API, err = httpapi.NewServer(httpapi.Deps{
+		Ready:    s.Ready,
+		Clients:  clientip.NewResolver(cfg.TrustedProxies),
+		Limiter:  lim,
+		Accounts: s.Accounts,
+		Users:    db,
+		Sessions: sessions,
+		Keys:     ring,
+	}, httpapi.Params{Issuer: cfg.JWTIssuer, PublicURL: cfg.PublicURL}, now, logger, reg)
+	if err != nil {
+		return nil, fmt.Errorf("http api: %w", err)
+	}
+	return s, nil
+}
+
+// sessionPruneEvery is how often expired sessions and their refresh tokens
+// are deleted from the database.
+const sessionPruneEvery = time.Hour
+
+func passwordParams(cfg *config.Config) password.Params {
+	p := password.DefaultParams()
+	p.Memory, p.Iterations, p.Parallelism = cfg.Argon2.MemoryKiB, cfg.Argon2.Iterations, cfg.Argon2.Parallelism
+	return p
+}
+
+func keyParams(cfg *config.Config) token.KeyParams {
+	return token.KeyParams{AccessTTL: cfg.AccessTokenTTL, ReloadEvery: cfg.KeyReloadInterval}
+}
+
+// openDatabase opens and migrates the accounts database named by
+// AUTHD_DATABASE_URL and adds it to life, to close last.
+func openDatabase(ctx context.Context, life *Lifetime, cfg *config.Config, now func() time.Time, logger *slog.Logger) (Stores, string, error) {
+	if path, ok := strings.CutPrefix(cfg.DatabaseURL, "sqlite:"); ok {
+		s, err := sqlite.Open(ctx, path, sqlite.WithClock(now), sqlite.WithLogger(logger))
+		if err != nil {
+			return nil, "", fmt.Errorf("open database (AUTHD_DATABASE_URL): %w", err)
+		}
+		life.Add(Part{Name: "database", Close: func(context.Context) error { return s.Close() }})
+		return s, "sqlite", nil
+	}
+	s, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.WithClock(now), postgres.WithLogger(logger))
+	if err != nil {
+		return nil, "", fmt.Errorf("open database (AUTHD_DATABASE_URL): %w", err)
+	}
+	life.Add(Part{Name: "database", Close: func(context.Context) error { s.Close(); return nil }})
+	return s, "postgres", nil
+}
+
+// RotateKey adds a new signing key to the database named by cfg and returns
+// its kid; the database is closed before it returns.
+func RotateKey(ctx context.Context, cfg *config.Config, logger *slog.Logger) (kid string, err error) {
+	var life Lifetime
+	defer func() {
+		if cerr := life.Stop(context.WithoutCancel(ctx)); err == nil {
+			err = cerr
+		}
+	}()
+	db, _, err := openDatabase(ctx, &life, cfg, time.Now, logger)
+	if err != nil {
+		return "", err
+	}
+	secret, err := loadSecret(ctx, cfg, db, logger)
+	if err != nil {
+		return "", err
+	}
+	ring, err := token.NewKeyring(ctx, db, secret, keyParams(cfg), time.Now, logger)
+	if err != nil {
+		return "", fmt.Errorf("keys: %w", err)
+	}
+	if kid, err = ring.Rotate(ctx); err != nil {
+		return "", fmt.Errorf("keys rotate: %w", err)
+	}
+	return kid, nil
+}
