@@ -25,6 +25,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/authd/authd/internal/app/apptest"
 	"github.com/authd/authd/internal/limiter"
 	"github.com/authd/authd/internal/postgres/pgtest"
 	"github.com/authd/authd/internal/redis/redistest"
@@ -356,7 +357,7 @@ func TestClusterTokens(t *testing.T) {
 	// the empty schema; once they have reloaded they sign with the same one.
 	oldTok := login(t, hc, a, email, goodPassword).Access
 	oldKid := kidOf(t, oldTok)
-	var stdout, stderr syncBuffer
+	var stdout, stderr apptest.Logs
 	getenv := func(k string) string { return env[k] }
 	if err := run(context.Background(), []string{"keys", "rotate"}, getenv, &stdout, &stderr); err != nil {
 		t.Fatalf("keys rotate: %v\n%s", err, stderr.String())

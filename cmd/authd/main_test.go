@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/authd/authd/internal/app/apptest"
 	"github.com/authd/authd/internal/config"
 )
 
@@ -35,28 +35,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// syncBuffer is a log sink that the test may read while run writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is authd started by run in this process.
 type instance struct {
 	base, admin string
-	logs        *syncBuffer
+	logs        *apptest.Logs
 	cancel      context.CancelFunc
 	done        chan error
 }
@@ -89,7 +71,7 @@ func launch(t *testing.T, env map[string]string) *instance {
 	in := &instance{
 		base:   "http://" + vars["AUTHD_HTTP_ADDR"],
 		admin:  "http://" + vars["AUTHD_ADMIN_ADDR"],
-		logs:   &syncBuffer{},
+		logs:   &apptest.Logs{},
 		cancel: cancel,
 		done:   make(chan error, 1),
 	}
