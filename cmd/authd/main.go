@@ -1,6 +1,7 @@
 // Command authd is the authentication service: registration, password login,
-// MFA, JWT access tokens with refresh and revocation. `authd -h` lists its
-// settings; `authd keys rotate` adds a new token signing key.
+// JWT access tokens with refresh and revocation. `authd -h` lists its
+// settings; `authd keys rotate` adds a new token signing key. Email and SMS
+// delivery and MFA are not built yet (docs/API.md lists what is missing).
 package main
 
 import (

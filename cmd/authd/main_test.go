@@ -184,6 +184,11 @@ func TestBadSettingExits2(t *testing.T) {
 		{"AUTHD_HASH_WORKERS", "abc"},
 		{"AUTHD_DATABASE_URL", "mysql://nope"},
 		{"AUTHD_ACCESS_TOKEN_TTL", "-1m"},
+		// The Courier is not built: its settings are refused, not ignored.
+		{"AUTHD_SMTP_URL", "smtp://mail:587"},
+		{"AUTHD_MAIL_FROM", "authd@example.com"},
+		{"AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com"},
+		{"AUTHD_NOTIFY_TIMEOUT", "5s"},
 	} {
 		err := run(context.Background(), nil, func(k string) string {
 			if k == tc.env {
@@ -198,6 +203,28 @@ func TestBadSettingExits2(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, io.Discard, io.Discard); exitCode(err) != 0 {
 		t.Errorf("-h: exit %d", exitCode(err))
+	}
+}
+
+// TestDefaultsFollowTheListener checks that without AUTHD_PUBLIC_URL the
+// issuer and discovery's links name the address authd listens on, and that
+// the issuer and audience in use are logged once at start.
+func TestDefaultsFollowTheListener(t *testing.T) {
+	t.Parallel()
+	in := start(t, nil) // AUTHD_HTTP_ADDR is 127.0.0.1:port
+	code, body := getJSON(t, in.base+"/.well-known/openid-configuration")
+	if code != 200 || body["issuer"] != in.base || body["jwks_uri"] != in.base+"/.well-known/jwks.json" {
+		t.Errorf("discovery = %d issuer %v jwks_uri %v, want them at %s", code, body["issuer"], body["jwks_uri"], in.base)
+	}
+	var started []map[string]any
+	for _, line := range strings.Split(in.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "authd started" {
+			started = append(started, m)
+		}
+	}
+	if len(started) != 1 || started[0]["issuer"] != in.base || started[0]["audience"] != "authd" || started[0]["public_url"] != in.base {
+		t.Errorf("start log lines %v, want one with issuer and public_url %s, audience authd", started, in.base)
 	}
 }
 

@@ -90,6 +90,7 @@ func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv f
 
 	life.Start(ctx)
 	logger.Info("authd started", "http_addr", httpAddr.String(), "admin_addr", adminAddr.String(),
+		"public_url", cfg.PublicURL, "issuer", cfg.JWTIssuer, "audience", cfg.JWTAudience,
 		"database", svc.DBKind, "state", svc.State)
 	select {
 	case <-ctx.Done():
@@ -135,9 +136,7 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	format := cfg.LogFormat
 	if format == "" {
 		format = "json"

@@ -136,7 +136,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}
-	verifier, err := token.NewVerifier(ring, tp, now)
+	verifier, err := token.NewVerifier(ring, tp, now, logger)
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}

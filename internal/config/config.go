@@ -11,6 +11,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"runtime"
@@ -43,15 +45,10 @@ type Config struct {
 	JWTIssuer         string
 	JWTAudience       string
 	SecretKey         string // empty: generated and stored (development only)
-	PublicURL         string
-
-	SMTPURL       string
-	MailFrom      string
-	SMSWebhookURL string
-	NotifyTimeout time.Duration
+	PublicURL         string // default: derived from HTTPAddr
 
 	ShutdownTimeout time.Duration
-	LogLevel        string // debug, info, warn, error
+	LogLevel        slog.Level
 	LogFormat       string // text or json; empty: text on a terminal, json otherwise
 }
 
@@ -191,29 +188,21 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"AUTHD_PUBLIC_URL", "public-url", "http://localhost:8080", "base of every link in an email", false, func(c *Config, v string) error {
+		{"AUTHD_PUBLIC_URL", "public-url", "", "where clients reach authd: base of links and of discovery (default: http:// and AUTHD_HTTP_ADDR, localhost for an empty or wildcard host)", false, func(c *Config, v string) error {
 			c.PublicURL = strings.TrimRight(v, "/")
-			if v == "" {
-				return errors.New("must not be empty")
-			}
 			return optionalURL(v, "http", "https")
 		}},
-		{"AUTHD_SMTP_URL", "smtp-url", "", "smtp://user:pass@host:port or smtps://…; empty = emails go to the log", true, func(c *Config, v string) error {
-			c.SMTPURL = v
-			return optionalURL(v, "smtp", "smtps")
-		}},
-		{"AUTHD_MAIL_FROM", "mail-from", "", "From address of emails", false, func(c *Config, v string) error { c.MailFrom = v; return nil }},
-		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS provider endpoint (JSON POST); empty = SMS go to the log", true, func(c *Config, v string) error {
-			c.SMSWebhookURL = v
-			return optionalURL(v, "http", "https")
-		}},
-		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "5s", "per delivery attempt", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.NotifyTimeout) }},
+		// The Courier is not built yet: its settings are refused rather than
+		// accepted and ignored (a setting never falls back silently).
+		{"AUTHD_SMTP_URL", "smtp-url", "", "email delivery (not implemented yet: emails go to the log; setting it refuses start-up)", true, notImplemented},
+		{"AUTHD_MAIL_FROM", "mail-from", "", "From address of emails (not implemented yet: setting it refuses start-up)", false, notImplemented},
+		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS delivery (not implemented yet: SMS go to the log; setting it refuses start-up)", true, notImplemented},
+		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "", "per delivery attempt (not implemented yet: setting it refuses start-up)", false, notImplemented},
 		{"AUTHD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "graceful shutdown budget", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.ShutdownTimeout) }},
 		{"AUTHD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, func(c *Config, v string) error {
-			c.LogLevel = strings.ToLower(v)
-			switch c.LogLevel {
+			switch strings.ToLower(v) {
 			case "debug", "info", "warn", "error":
-				return nil
+				return c.LogLevel.UnmarshalText([]byte(v))
 			}
 			return errors.New("must be debug, info, warn or error")
 		}},
@@ -269,10 +258,36 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	if c.Hash.Queue < 0 {
 		c.Hash.Queue = QueuePerWorker * c.Hash.Workers
 	}
+	if c.PublicURL == "" {
+		c.PublicURL = publicURLOf(c.HTTPAddr)
+	}
 	if c.JWTIssuer == "" {
 		c.JWTIssuer = c.PublicURL
 	}
 	return c, nil
+}
+
+// publicURLOf is the default AUTHD_PUBLIC_URL: where a client on this
+// machine reaches the public listener at addr (":9000" and "0.0.0.0:9000"
+// give http://localhost:9000, "127.0.0.1:9000" gives http://127.0.0.1:9000).
+// addr has passed addr().
+func publicURLOf(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if a, err := netip.ParseAddr(host); host == "" || err == nil && a.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// notImplemented refuses a setting of a part not built yet.
+func notImplemented(_ *Config, v string) error {
+	if v != "" {
+		return errors.New("delivery is not implemented yet (emails and SMS are written to the log); unset it")
+	}
+	return nil
 }
 
 // Usage writes every setting with its default.

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"runtime"
 	"strings"
 	"testing"
@@ -34,8 +35,11 @@ func TestDefaults(t *testing.T) {
 	if c.JWTIssuer != "http://localhost:8080" || c.JWTAudience != "authd" || c.PublicURL != "http://localhost:8080" {
 		t.Errorf("jwt defaults: %q %q %q", c.JWTIssuer, c.JWTAudience, c.PublicURL)
 	}
-	if c.ShutdownTimeout != 20*time.Second || c.NotifyTimeout != 5*time.Second {
-		t.Errorf("timeouts: %v %v", c.ShutdownTimeout, c.NotifyTimeout)
+	if c.ShutdownTimeout != 20*time.Second {
+		t.Errorf("shutdown timeout: %v", c.ShutdownTimeout)
+	}
+	if c.LogLevel != slog.LevelInfo {
+		t.Errorf("log level: %v", c.LogLevel)
 	}
 }
 
@@ -92,9 +96,68 @@ func TestBadValues(t *testing.T) {
 
 func TestSecretURLRedacted(t *testing.T) {
 	t.Parallel()
-	_, err := Parse(nil, env(map[string]string{"AUTHD_SMTP_URL": "http://user:hunter22@mail"}), nil)
+	_, err := Parse(nil, env(map[string]string{"AUTHD_REDIS_URL": "http://user:hunter22@cache"}), nil)
 	if err == nil || strings.Contains(err.Error(), "hunter22") {
 		t.Fatalf("err = %v: want an error without the password", err)
+	}
+}
+
+// TestPublicURLFollowsListener checks that without AUTHD_PUBLIC_URL the
+// public URL, and so the default issuer, is where the listener is.
+func TestPublicURLFollowsListener(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env         map[string]string
+		url, issuer string
+	}{
+		{nil, "http://localhost:8080", "http://localhost:8080"},
+		{map[string]string{"AUTHD_HTTP_ADDR": ":9000"}, "http://localhost:9000", "http://localhost:9000"},
+		{map[string]string{"AUTHD_HTTP_ADDR": "0.0.0.0:9000"}, "http://localhost:9000", "http://localhost:9000"},
+		{map[string]string{"AUTHD_HTTP_ADDR": "[::]:9000"}, "http://localhost:9000", "http://localhost:9000"},
+		{map[string]string{"AUTHD_HTTP_ADDR": "127.0.0.1:9000"}, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{map[string]string{"AUTHD_HTTP_ADDR": "[::1]:9000"}, "http://[::1]:9000", "http://[::1]:9000"},
+		{map[string]string{"AUTHD_HTTP_ADDR": "auth.internal:9000"}, "http://auth.internal:9000", "http://auth.internal:9000"},
+		{map[string]string{"AUTHD_HTTP_ADDR": ":9000", "AUTHD_PUBLIC_URL": "https://auth.example.com/"}, "https://auth.example.com", "https://auth.example.com"},
+		{map[string]string{"AUTHD_HTTP_ADDR": ":9000", "AUTHD_JWT_ISSUER": "https://id.example.com"}, "http://localhost:9000", "https://id.example.com"},
+	} {
+		c, err := Parse(nil, env(tc.env), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.PublicURL != tc.url || c.JWTIssuer != tc.issuer {
+			t.Errorf("%v: public URL %q, issuer %q; want %q, %q", tc.env, c.PublicURL, c.JWTIssuer, tc.url, tc.issuer)
+		}
+	}
+}
+
+// TestCourierSettingsRefused checks that the settings of the Courier, not
+// built yet, stop start-up with one line naming them instead of being
+// accepted and ignored; left empty they are fine.
+func TestCourierSettingsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ env, value string }{
+		{"AUTHD_SMTP_URL", "smtp://user:hunter22@mail:587"},
+		{"AUTHD_MAIL_FROM", "authd@example.com"},
+		{"AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com/send"},
+		{"AUTHD_NOTIFY_TIMEOUT", "5s"},
+	} {
+		_, err := Parse(nil, env(map[string]string{tc.env: tc.value}), nil)
+		var se *Error
+		if !errors.As(err, &se) || se.Env != tc.env || !strings.Contains(err.Error(), "not implemented yet") {
+			t.Errorf("%s=%s: err = %v, want an *Error naming it and saying delivery is not implemented", tc.env, tc.value, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter22") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %q leaks the password or spans lines", tc.env, err)
+		}
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(nil, env(map[string]string{"AUTHD_LOG_LEVEL": "DEBUG"}), nil)
+	if err != nil || c.LogLevel != slog.LevelDebug {
+		t.Fatalf("DEBUG: %v, %v", c, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/url"
 	"testing"
 	"time"
@@ -95,7 +96,7 @@ func newEnv(t testing.TB, db stores, state auth.StateStore, clock *clocktest.Clo
 	ctx := context.Background()
 	e := &env{clock: clock, db: db, state: state, reg: prometheus.NewRegistry()}
 	var err error
-	e.ring, err = token.NewKeyring(ctx, db, testSecret, token.KeyParams{AccessTTL: testParams.AccessTTL}, clock.Now, nil)
+	e.ring, err = token.NewKeyring(ctx, db, testSecret, token.KeyParams{AccessTTL: testParams.AccessTTL}, clock.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("NewKeyring: %v", err)
 	}
@@ -104,7 +105,7 @@ func newEnv(t testing.TB, db stores, state auth.StateStore, clock *clocktest.Clo
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.ver, err = token.NewVerifier(e.ring, tp, clock.Now); err != nil {
+	if e.ver, err = token.NewVerifier(e.ring, tp, clock.Now, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	if e.m, err = NewManager(db, state, iss, e.ver, testParams, clock.Now, e.reg); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +29,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	ttl := 15 * time.Minute
-	ring, err := token.NewKeyring(ctx, db, []byte("32 bytes of AUTHD_SECRET_KEY...."), token.KeyParams{AccessTTL: ttl}, time.Now, nil)
+	ring, err := token.NewKeyring(ctx, db, []byte("32 bytes of AUTHD_SECRET_KEY...."), token.KeyParams{AccessTTL: ttl}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	verifier, err := token.NewVerifier(ring, tp, time.Now)
+	verifier, err := token.NewVerifier(ring, tp, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"time"
 
 	"github.com/authd/authd/internal/sqlite"
@@ -20,7 +21,7 @@ func Example() {
 	defer db.Close()
 
 	secret := []byte("32 bytes of AUTHD_SECRET_KEY....")
-	ring, err := token.NewKeyring(ctx, db, secret, token.KeyParams{AccessTTL: 15 * time.Minute}, time.Now, nil)
+	ring, err := token.NewKeyring(ctx, db, secret, token.KeyParams{AccessTTL: 15 * time.Minute}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -30,7 +31,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	verifier, err := token.NewVerifier(ring, p, time.Now)
+	verifier, err := token.NewVerifier(ring, p, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}

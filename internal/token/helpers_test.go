@@ -106,7 +106,7 @@ func newFixtureAt(t testing.TB, clock *clocktest.Clock, store auth.KeyStore, p P
 	if err != nil {
 		t.Fatalf("NewIssuer: %v", err)
 	}
-	f.ver, err = NewVerifier(f.ring, p, f.clock.Now)
+	f.ver, err = NewVerifier(f.ring, p, f.clock.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,13 +18,13 @@ type Issuer struct {
 }
 
 // NewIssuer returns an Issuer for p.Issuer and p.Audience whose tokens live
-// p.AccessTTL. A nil now means time.Now.
+// p.AccessTTL.
 func NewIssuer(ring *Keyring, p Params, now func() time.Time) (*Issuer, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	if now == nil {
-		now = time.Now
+	if ring == nil || now == nil {
+		return nil, errors.New("token: issuer needs a keyring and a clock")
 	}
 	return &Issuer{ring: ring, p: p, now: now}, nil
 }

@@ -143,11 +143,8 @@ func NewKeyring(ctx context.Context, store auth.KeyStore, secret []byte, p KeyPa
 	if err != nil {
 		return nil, err
 	}
-	if now == nil {
-		now = time.Now
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	if store == nil || now == nil || logger == nil {
+		return nil, errors.New("token: keyring needs a store, a clock and a logger")
 	}
 	r := &Keyring{store: store, aead: aead, p: p, now: now, logger: logger}
 	if err := r.Reload(ctx); err != nil {

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -10,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -579,7 +581,7 @@ func testConcurrentFirstStart(t *testing.T, open func(*testing.T) auth.KeyStore)
 	var wg sync.WaitGroup
 	for i := range rings {
 		wg.Go(func() {
-			rings[i], errs[i] = NewKeyring(ctx, stores[i], testSecret, KeyParams{AccessTTL: testParams.AccessTTL}, clock.Now, nil)
+			rings[i], errs[i] = NewKeyring(ctx, stores[i], testSecret, KeyParams{AccessTTL: testParams.AccessTTL}, clock.Now, slog.New(slog.DiscardHandler))
 		})
 	}
 	wg.Wait()
@@ -594,7 +596,7 @@ func testConcurrentFirstStart(t *testing.T, open func(*testing.T) auth.KeyStore)
 		if iss[i], err = NewIssuer(r, testParams, clock.Now); err != nil {
 			t.Fatal(err)
 		}
-		if ver[i], err = NewVerifier(r, testParams, clock.Now); err != nil {
+		if ver[i], err = NewVerifier(r, testParams, clock.Now, slog.New(slog.DiscardHandler)); err != nil {
 			t.Fatal(err)
 		}
 		// Signed before any reload: possibly with the instance's own first key.
@@ -634,19 +636,19 @@ func TestKeyringSecrets(t *testing.T) {
 		t.Fatal("the seed is stored in the clear")
 	}
 	kp := KeyParams{AccessTTL: time.Minute}
-	if _, err := NewKeyring(ctx, store, []byte("another secret, 32 bytes long!!"), kp, nil, nil); err == nil {
+	if _, err := NewKeyring(ctx, store, []byte("another secret, 32 bytes long!!"), kp, time.Now, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("NewKeyring opened keys sealed under another secret")
 	}
-	if _, err := NewKeyring(ctx, &keyStore{}, []byte("short"), kp, nil, nil); err == nil {
+	if _, err := NewKeyring(ctx, &keyStore{}, []byte("short"), kp, time.Now, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("NewKeyring accepted a 5-byte secret")
 	}
 	// A sealed seed moved to another kid's row does not open (kid is the AAD).
 	moved := &keyStore{keys: []auth.SigningKey{stored[0]}}
 	moved.keys[0].ID = "other-kid"
-	if _, err := NewKeyring(ctx, moved, testSecret, kp, nil, nil); err == nil {
+	if _, err := NewKeyring(ctx, moved, testSecret, kp, time.Now, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a sealed seed opened under another kid")
 	}
-	if _, err := NewKeyring(ctx, &keyStore{}, testSecret, KeyParams{}, nil, nil); err == nil {
+	if _, err := NewKeyring(ctx, &keyStore{}, testSecret, KeyParams{}, time.Now, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("NewKeyring accepted a zero access TTL")
 	}
 }
@@ -659,10 +661,10 @@ func TestParamsValidate(t *testing.T) {
 		{Issuer: "i", AccessTTL: time.Minute},
 		{Issuer: "i", Audience: "a"},
 	} {
-		if _, err := NewIssuer(f.ring, p, nil); err == nil {
+		if _, err := NewIssuer(f.ring, p, time.Now); err == nil {
 			t.Errorf("NewIssuer(%+v) succeeded", p)
 		}
-		if _, err := NewVerifier(f.ring, p, nil); err == nil {
+		if _, err := NewVerifier(f.ring, p, time.Now, slog.New(slog.DiscardHandler)); err == nil {
 			t.Errorf("NewVerifier(%+v) succeeded", p)
 		}
 	}
@@ -710,5 +712,48 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		case <-tick.C:
 		}
+	}
+}
+
+// TestWrongIssuerOrAudienceLoggedAtDebug checks that a token signed by our
+// keys but for another issuer or audience (an instance set up differently)
+// is refused and the refusal says, at debug level, what was expected and
+// what came.
+func TestWrongIssuerOrAudienceLoggedAtDebug(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &keyStore{}, testParams, KeyParams{})
+	for _, tc := range []struct {
+		name string
+		p    Params
+		want []string
+	}{
+		{"issuer", Params{Issuer: "http://other.test", Audience: testParams.Audience, AccessTTL: time.Minute},
+			[]string{"issuer is not ours", "want=" + testParams.Issuer, "got=http://other.test"}},
+		{"audience", Params{Issuer: testParams.Issuer, Audience: "billing", AccessTTL: time.Minute},
+			[]string{"audience is not ours", "want=" + testParams.Audience, "got=[billing]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other, err := NewIssuer(f.ring, tc.p, f.clock.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _, err := other.Issue("0190c0de-0000-7000-8000-000000000001", "0190c0de-0000-7000-8000-0000000000a1", []string{"pwd"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			ver, err := NewVerifier(f.ring, testParams, f.clock.Now, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ver.Verify(t.Context(), raw); !errors.Is(err, auth.ErrUnauthorized) {
+				t.Fatalf("Verify = %v, want ErrUnauthorized", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(logs.String(), w) {
+					t.Errorf("log %q lacks %q", logs.String(), w)
+				}
+			}
+		})
 	}
 }

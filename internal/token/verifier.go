@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -24,23 +25,29 @@ var (
 // concurrent use.
 type Verifier struct {
 	ring   *Keyring
+	p      Params
 	now    func() time.Time
+	logger *slog.Logger
 	parser *jwt.Parser
 	cache  *cache // nil when disabled
 }
 
 // NewVerifier returns a Verifier accepting only EdDSA tokens signed by a key
-// of ring, issued by p.Issuer for p.Audience. A nil now means time.Now.
-func NewVerifier(ring *Keyring, p Params, now func() time.Time) (*Verifier, error) {
+// of ring, issued by p.Issuer for p.Audience. A token refused for its
+// issuer or audience is logged at debug level with the expected and the
+// presented value, so that an operator can find a mis-set instance.
+func NewVerifier(ring *Keyring, p Params, now func() time.Time, logger *slog.Logger) (*Verifier, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
-	if now == nil {
-		now = time.Now
+	if ring == nil || now == nil || logger == nil {
+		return nil, errors.New("token: verifier needs a keyring, a clock and a logger")
 	}
 	v := &Verifier{
-		ring: ring,
-		now:  now,
+		ring:   ring,
+		p:      p,
+		now:    now,
+		logger: logger,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{alg}),
 			jwt.WithIssuer(p.Issuer),
@@ -106,6 +113,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return k.pub, nil
 	})
 	if err != nil {
+		v.explain(ctx, err, claims)
 		return nil, reject(err)
 	}
 	if v.cache != nil {
@@ -113,6 +121,18 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	}
 	c := *claims
 	return &c, nil
+}
+
+// explain logs at debug level why a validly signed token was refused for
+// its issuer or audience: the usual sign of two instances set up with
+// different AUTHD_JWT_ISSUER or AUTHD_JWT_AUDIENCE.
+func (v *Verifier) explain(ctx context.Context, err error, c *Claims) {
+	switch {
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		v.logger.DebugContext(ctx, "token refused: issuer is not ours", "want", v.p.Issuer, "got", c.Issuer)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		v.logger.DebugContext(ctx, "token refused: audience is not ours", "want", v.p.Audience, "got", []string(c.Audience))
+	}
 }
 
 func reject(err error) error {
