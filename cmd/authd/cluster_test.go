@@ -48,6 +48,9 @@ func clusterEnv(t *testing.T, redisAt string) map[string]string {
 	c := goredis.NewClient(opts) // direct, for the cleanup
 	t.Cleanup(func() { c.Close() })
 	return map[string]string{
+		// One issuer for the cluster, as behind one load balancer: the
+		// default would follow each instance's own listener.
+		"AUTHD_PUBLIC_URL":       "http://authd.test",
 		"AUTHD_DATABASE_URL":     dbURL,
 		"AUTHD_REDIS_URL":        redisAt,
 		"AUTHD_REDIS_KEY_PREFIX": redistest.Prefix(t, c),

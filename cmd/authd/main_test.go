@@ -298,7 +298,8 @@ func hashJobs(t *testing.T, admin string) int {
 // restart that empties the in-process state.
 func TestLogoutSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "authd.db")}
+	// The restart listens elsewhere: the issuer must not follow it.
+	env := map[string]string{"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "authd.db"), "AUTHD_PUBLIC_URL": "http://authd.test"}
 	in := start(t, env)
 	post := func(base, path, body, bearer string) *http.Response {
 		t.Helper()
