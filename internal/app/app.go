@@ -124,9 +124,13 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
+	keys, err := deriveKeys(secret)
+	if err != nil {
+		return nil, err
+	}
 
 	// Tokens and sessions.
-	ring, err := token.NewKeyring(ctx, db, secret, keyParams(cfg), now, logger)
+	ring, err := token.NewKeyring(ctx, db, keys.seal, keyParams(cfg), now, logger)
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
@@ -171,10 +175,6 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	hasher := password.NewHasher(s.Pool, pp)
 
 	// Registration and login, with the Guardian's per-account throttle.
-	keys, err := deriveKeys(secret)
-	if err != nil {
-		return nil, err
-	}
 	thr := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
 	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notify.NewLog(logger, cfg.PublicURL), now, logger, reg)
 	if err != nil {
@@ -247,7 +247,11 @@ func RotateKey(ctx context.Context, cfg *config.Config, logger *slog.Logger) (ki
 	if err != nil {
 		return "", err
 	}
-	ring, err := token.NewKeyring(ctx, db, secret, keyParams(cfg), time.Now, logger)
+	keys, err := deriveKeys(secret)
+	if err != nil {
+		return "", err
+	}
+	ring, err := token.NewKeyring(ctx, db, keys.seal, keyParams(cfg), time.Now, logger)
 	if err != nil {
 		return "", fmt.Errorf("keys: %w", err)
 	}

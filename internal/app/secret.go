@@ -10,6 +10,7 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/token"
 )
 
 // secretName is where the generated development secret lives in the database.
@@ -37,6 +38,7 @@ func loadSecret(ctx context.Context, cfg *config.Config, keys auth.KeyStore, log
 // purposeKeys are the keys derived from the service secret, one per use, so
 // that no two uses ever share a key.
 type purposeKeys struct {
+	seal     []byte // seals signing keys' private seeds at rest (token)
 	throttle []byte // HMAC key of the per-account throttle's counter names
 }
 
@@ -46,6 +48,11 @@ type purposeKeys struct {
 func deriveKeys(secret []byte) (purposeKeys, error) {
 	var k purposeKeys
 	var err error
+	// The info strings are those of the first releases: keys sealed then
+	// must still open.
+	if k.seal, err = hkdf.Key(sha256.New, secret, nil, "authd signing key v1", token.SealKeySize); err != nil {
+		return k, fmt.Errorf("derive sealing key: %w", err)
+	}
 	if k.throttle, err = hkdf.Key(sha256.New, secret, nil, "authd throttle keys v1", 32); err != nil {
 		return k, fmt.Errorf("derive throttle key: %w", err)
 	}

@@ -29,7 +29,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	ttl := 15 * time.Minute
-	ring, err := token.NewKeyring(ctx, db, []byte("32 bytes of AUTHD_SECRET_KEY...."), token.KeyParams{AccessTTL: ttl}, time.Now, slog.New(slog.DiscardHandler))
+	ring, err := token.NewKeyring(ctx, db, []byte("32-byte key sealing signing keys"), token.KeyParams{AccessTTL: ttl}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func Example() {
 	}
 	defer db.Close()
 
-	secret := []byte("32 bytes of AUTHD_SECRET_KEY....")
+	secret := []byte("32-byte key sealing signing keys")
 	ring, err := token.NewKeyring(ctx, db, secret, token.KeyParams{AccessTTL: 15 * time.Minute}, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)

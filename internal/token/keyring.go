@@ -126,20 +126,18 @@ type Keyring struct {
 }
 
 // NewKeyring loads the signing keys from store, creating the first one when
-// there is none, and returns a ring ready to sign. secret is the service
-// secret (AUTHD_SECRET_KEY, at least MinSecretSize bytes) from which the key
-// that seals private seeds at rest is derived (HKDF-SHA256). A nil now means
-// time.Now and a nil logger discards. The ring keeps no goroutine: call Run
-// to keep it fresh.
+// there is none, and returns a ring ready to sign. sealKey (SealKeySize
+// bytes, derived from the service secret for this use alone) seals private
+// seeds at rest. The ring keeps no goroutine: call Run to keep it fresh.
 //
 // Two instances starting together on an empty database may each create a
 // key; both re-read after inserting and, once each has reloaded, sign with
 // the same newest key while the other still verifies until it is retired.
-func NewKeyring(ctx context.Context, store auth.KeyStore, secret []byte, p KeyParams, now func() time.Time, logger *slog.Logger) (*Keyring, error) {
+func NewKeyring(ctx context.Context, store auth.KeyStore, sealKey []byte, p KeyParams, now func() time.Time, logger *slog.Logger) (*Keyring, error) {
 	if err := p.setDefaults(); err != nil {
 		return nil, err
 	}
-	aead, err := newSealer(secret)
+	aead, err := newSealer(sealKey)
 	if err != nil {
 		return nil, err
 	}

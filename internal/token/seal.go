@@ -10,27 +10,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
-
-	"golang.org/x/crypto/hkdf"
 )
 
-// sealInfo binds the derived key to this one use: the same service secret
-// also encrypts other things (TOTP secrets) under other info strings.
-const sealInfo = "authd signing key v1"
+// SealKeySize is the size of the key that seals private seeds at rest: an
+// AES-256-GCM key, derived by the caller from the service secret for this
+// one use.
+const SealKeySize = 32
 
-// MinSecretSize is the shortest service secret NewKeyring accepts. The
-// secret should be 32 random bytes; HKDF stretches nothing, it only separates.
-const MinSecretSize = 16
-
-// newSealer derives the AES-256-GCM key that seals private key seeds.
-func newSealer(secret []byte) (cipher.AEAD, error) {
-	if len(secret) < MinSecretSize {
-		return nil, fmt.Errorf("token: secret is %d bytes, want at least %d", len(secret), MinSecretSize)
-	}
-	key := make([]byte, 32)
-	if _, err := io.ReadFull(hkdf.New(sha256.New, secret, nil, []byte(sealInfo)), key); err != nil {
-		return nil, fmt.Errorf("token: derive sealing key: %w", err)
+// newSealer returns the AES-256-GCM cipher that seals private key seeds.
+func newSealer(key []byte) (cipher.AEAD, error) {
+	if len(key) != SealKeySize {
+		return nil, fmt.Errorf("token: sealing key is %d bytes, want %d", len(key), SealKeySize)
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {

@@ -636,11 +636,11 @@ func TestKeyringSecrets(t *testing.T) {
 		t.Fatal("the seed is stored in the clear")
 	}
 	kp := KeyParams{AccessTTL: time.Minute}
-	if _, err := NewKeyring(ctx, store, []byte("another secret, 32 bytes long!!"), kp, time.Now, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := NewKeyring(ctx, store, bytes.Repeat([]byte{8}, SealKeySize), kp, time.Now, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("NewKeyring opened keys sealed under another secret")
 	}
 	if _, err := NewKeyring(ctx, &keyStore{}, []byte("short"), kp, time.Now, slog.New(slog.DiscardHandler)); err == nil {
-		t.Error("NewKeyring accepted a 5-byte secret")
+		t.Error("NewKeyring accepted a 5-byte sealing key")
 	}
 	// A sealed seed moved to another kid's row does not open (kid is the AAD).
 	moved := &keyStore{keys: []auth.SigningKey{stored[0]}}
