@@ -17,10 +17,8 @@
 //
 // Local keeps its buckets in 256 shards of open-addressing tables of 24-byte,
 // pointer-free entries; a request for a tracked key is one compare-and-swap,
-// with no lock. The seed design, a sync.Map of *bucket, and a sharded Go map
-// under mutexes were measured against it (docs/bench/guardian.md): the seed
-// is slower and holds about 150 heap bytes per key, with pointers for the
-// garbage collector to trace, against 44 to 50; the mutexes lose on two cores.
+// with no lock. docs/benchmarks.md says why this design, against the others
+// measured.
 package limiter
 
 import (

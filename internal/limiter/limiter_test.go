@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unsafe"
 
@@ -206,42 +207,37 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-// TestRunSweepsAndStops drives the sweeper with a test ticker: it drops idle
-// buckets on each tick and returns nil once its context ends (goleak in
-// TestMain checks nothing is left behind).
+// TestRunSweepsAndStops runs the sweeper in a synctest bubble, whose clock
+// moves only when every goroutine in it waits: it drops idle buckets on each
+// tick and returns nil once its context ends (goleak in TestMain checks
+// nothing is left behind).
 func TestRunSweepsAndStops(t *testing.T) {
 	t.Parallel()
-	l, clk, _ := newTestLocal(t, Params{RPS: 1, Burst: 1})
-	ticks := make(chan time.Time)
-	swept := make(chan int)
-	l.ticks = ticks
-	l.afterSweep = func(n int) { swept <- n }
+	synctest.Test(t, func(t *testing.T) {
+		l, clk, _ := newTestLocal(t, Params{RPS: 1, Burst: 1, SweepEvery: time.Minute})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-
-	for i := range 100 {
-		l.Allow(context.Background(), netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32))
-	}
-	ticks <- time.Time{}
-	if n := <-swept; n != 0 {
-		t.Fatalf("first sweep dropped %d busy buckets", n)
-	}
-	clk.Advance(time.Second)
-	ticks <- time.Time{}
-	if n := <-swept; n != 100 {
-		t.Fatalf("second sweep dropped %d, want 100", n)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
+		for i := range 100 {
+			l.Allow(context.Background(), netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 32))
+		}
+		time.Sleep(time.Minute + time.Millisecond) // one tick of the bubble's clock
+		synctest.Wait()
+		if n := l.Tracked(); n != 100 {
+			t.Fatalf("first sweep left %d of 100 busy buckets", n)
+		}
+		clk.Advance(time.Second) // the limiter's clock: every bucket is full again
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := l.Tracked(); n != 0 {
+			t.Fatalf("second sweep left %d idle buckets, want 0", n)
+		}
+		cancel()
+		if err := <-done; err != nil {
 			t.Fatalf("Run returned %v, want nil", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	})
 }
 
 func TestRunRealTicker(t *testing.T) {

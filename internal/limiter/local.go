@@ -79,10 +79,6 @@ type Local struct {
 	shards *[numShards]shard
 
 	overflow atomic.Int64 // tat of the bucket shared by keys over the cap
-
-	// Test hooks: ticks replaces the sweep ticker, afterSweep sees each sweep.
-	ticks      <-chan time.Time
-	afterSweep func(dropped int)
 }
 
 // NewLocal returns an in-process limiter with the given parameters and clock
@@ -224,21 +220,14 @@ func (l *Local) Tracked() int { return int(l.keys.Load()) }
 // Run drops idle buckets every SweepEvery until ctx ends, then returns nil.
 // Call it once, from the goroutine that owns the limiter's lifetime.
 func (l *Local) Run(ctx context.Context) error {
-	ticks := l.ticks
-	if ticks == nil {
-		t := time.NewTicker(l.sweepEvery)
-		defer t.Stop()
-		ticks = t.C
-	}
+	t := time.NewTicker(l.sweepEvery)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticks:
-			n := l.Sweep()
-			if l.afterSweep != nil {
-				l.afterSweep(n)
-			}
+		case <-t.C:
+			l.Sweep()
 		}
 	}
 }
