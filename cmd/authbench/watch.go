@@ -46,8 +46,6 @@ type serverStats struct {
 	LastError    string  `json:"last_error,omitempty"`
 }
 
-func (w *watcher) enabled() bool { return w != nil && (w.metricsURL != "" || w.rssURL != "") }
-
 // begin takes the first scrape. An error here means the server's admin side
 // is not reachable, and the caller stops before loading anything.
 func (w *watcher) begin(ctx context.Context) error {

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/authd/authd/internal/app"
 	"github.com/authd/authd/internal/app/apptest"
+	"github.com/authd/authd/internal/clocktest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -33,6 +36,48 @@ func TestBuildFailureMidwayLeaksNothing(t *testing.T) {
 	if err := life.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOneClock builds the service on a fake clock and checks that what it
+// issues and stores carries that clock's time, not the machine's.
+func TestOneClock(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2031, 2, 3, 4, 5, 6, 0, time.UTC)
+	clock := clocktest.New(at)
+	svc := apptest.Build(t, apptest.Config(t), nil, nil, app.WithClock(clock.Now))
+	ctx := t.Context()
+	u, err := svc.Accounts.Register(ctx, "clock@example.com", "correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.CreatedAt.Equal(at) {
+		t.Errorf("user created at %v, want the fake clock's %v", u.CreatedAt, at)
+	}
+	pair, err := svc.Accounts.Login(ctx, "clock@example.com", "correct horse battery staple", "192.0.2.1/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct{ Iat int64 }
+	if err := json.Unmarshal(payload(t, pair.AccessToken), &claims); err != nil {
+		t.Fatal(err)
+	}
+	if claims.Iat != at.Unix() {
+		t.Errorf("token iat %v, want the fake clock's %v", time.Unix(claims.Iat, 0).UTC(), at)
+	}
+}
+
+// payload returns the decoded claims part of a compact JWS.
+func payload(t *testing.T, jws string) []byte {
+	t.Helper()
+	parts := strings.Split(jws, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", jws)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestLifetimeStopsInReverse checks the order (Close, then the end of Run,

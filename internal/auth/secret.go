@@ -2,13 +2,12 @@ package auth
 
 import "log/slog"
 
-// Password, Token and Code hold secrets that arrive in requests. They print
+// Password and Token hold secrets that arrive in requests. They print
 // as REDACTED through slog and fmt so that logging a request struct by
 // mistake leaks nothing.
 type (
 	Password string
 	Token    string
-	Code     string
 )
 
 const redacted = "REDACTED"
@@ -19,23 +18,14 @@ func (Password) LogValue() slog.Value { return slog.StringValue(redacted) }
 // LogValue implements slog.LogValuer.
 func (Token) LogValue() slog.Value { return slog.StringValue(redacted) }
 
-// LogValue implements slog.LogValuer.
-func (Code) LogValue() slog.Value { return slog.StringValue(redacted) }
-
 // String implements fmt.Stringer.
 func (Password) String() string { return redacted }
 
 // String implements fmt.Stringer.
 func (Token) String() string { return redacted }
 
-// String implements fmt.Stringer.
-func (Code) String() string { return redacted }
-
 // GoString implements fmt.GoStringer (%#v).
 func (Password) GoString() string { return redacted }
 
 // GoString implements fmt.GoStringer (%#v).
 func (Token) GoString() string { return redacted }
-
-// GoString implements fmt.GoStringer (%#v).
-func (Code) GoString() string { return redacted }
