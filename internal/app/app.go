@@ -163,7 +163,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 
 	// The Forge. The pool closes after the listeners have drained (they are
 	// added after it) and before the background parts above stop.
-	s.Pool, err = hashpool.New(hashpool.Config{Workers: cfg.Hash.Workers, Queue: cfg.Hash.Queue, MaxWait: cfg.Hash.MaxWait}, reg, now)
+	s.Pool, err = hashpool.New(hashpool.Params{Workers: cfg.Hash.Workers, Queue: cfg.Hash.Queue, MaxWait: cfg.Hash.MaxWait}, now, reg)
 	if err != nil {
 		return nil, fmt.Errorf("hash pool: %w", err)
 	}
@@ -172,7 +172,10 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if o.password != nil {
 		pp = *o.password
 	}
-	hasher := password.NewHasher(s.Pool, pp)
+	hasher, err := password.NewHasher(s.Pool, pp)
+	if err != nil {
+		return nil, err
+	}
 
 	// Registration and login, with the Guardian's per-account throttle.
 	thr := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)

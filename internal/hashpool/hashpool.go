@@ -24,8 +24,8 @@ import (
 	"github.com/authd/authd/internal/auth"
 )
 
-// Config sizes a Pool.
-type Config struct {
+// Params sizes a Pool.
+type Params struct {
 	// Workers is the number of jobs that run at once (>= 1). Each is one
 	// goroutine for the life of the pool.
 	Workers int
@@ -42,8 +42,8 @@ type Config struct {
 	MaxWait time.Duration
 }
 
-// Validate reports whether c can build a Pool.
-func (c Config) Validate() error {
+// Validate reports whether c can build a Pool, with an error naming the bad field.
+func (c Params) Validate() error {
 	if c.Workers < 1 {
 		return fmt.Errorf("hashpool: workers must be at least 1, got %d", c.Workers)
 	}
@@ -152,35 +152,35 @@ const ewmaAlpha = 0.2
 // maxRetryAfter caps the estimate; a client told to wait longer will not.
 const maxRetryAfter = time.Hour
 
-// New validates cfg, registers the Forge metrics on reg (nil registers
-// nothing) and starts cfg.Workers goroutines, which run until Close. now is
-// the clock used to measure queue wait and job duration.
-func New(cfg Config, reg prometheus.Registerer, now func() time.Time) (*Pool, error) {
-	if err := cfg.Validate(); err != nil {
+// New validates params, registers the Forge metrics on reg and starts
+// params.Workers goroutines, which run until Close. now is the clock used to
+// measure queue wait and job duration.
+func New(params Params, now func() time.Time, reg prometheus.Registerer) (*Pool, error) {
+	if err := params.Validate(); err != nil {
 		return nil, err
 	}
-	if now == nil {
-		return nil, errors.New("hashpool: nil clock")
+	if now == nil || reg == nil {
+		return nil, errors.New("hashpool: a clock and a registerer are required")
 	}
 	p := &Pool{
-		workers: cfg.Workers,
-		maxWait: cfg.MaxWait,
+		workers: params.Workers,
+		maxWait: params.MaxWait,
 		now:     now,
-		jobs:    make(chan *task, cfg.Queue),
+		jobs:    make(chan *task, params.Queue),
 		stopped: make(chan struct{}),
 	}
 	p.tasks.New = func() any { return &task{done: make(chan error, 1)} }
-	if err := p.register(reg, cfg); err != nil {
+	if err := p.register(reg, params); err != nil {
 		return nil, err
 	}
-	p.live.Store(int32(cfg.Workers))
-	for range cfg.Workers {
+	p.live.Store(int32(params.Workers))
+	for range params.Workers {
 		go p.work()
 	}
 	return p, nil
 }
 
-func (p *Pool) register(reg prometheus.Registerer, cfg Config) error {
+func (p *Pool) register(reg prometheus.Registerer, cfg Params) error {
 	jobs := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authd_hash_jobs_total",
 		Help: "Hash jobs by outcome: done (ran, returned nil), failed (ran, returned an error or panicked), rejected (queue full or pool closed), cancelled (caller gone before a worker took it, or dropped at shutdown).",
@@ -206,9 +206,6 @@ func (p *Pool) register(reg prometheus.Registerer, cfg Config) error {
 		Help:    "Time a worker spent running a hash job.",
 		Buckets: buckets,
 	})
-	if reg == nil {
-		return nil
-	}
 	cs := []prometheus.Collector{
 		jobs, p.m.orphaned, p.m.wait, p.m.duration,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -22,13 +22,13 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newPool builds a pool on its own registry and closes it at cleanup.
-func newPool(t *testing.T, cfg Config, now func() time.Time) (*Pool, *prometheus.Registry) {
+func newPool(t *testing.T, cfg Params, now func() time.Time) (*Pool, *prometheus.Registry) {
 	t.Helper()
 	if now == nil {
 		now = time.Now
 	}
 	reg := prometheus.NewRegistry()
-	p, err := New(cfg, reg, now)
+	p, err := New(cfg, now, reg)
 	if err != nil {
 		t.Fatalf("New(%+v): %v", cfg, err)
 	}
@@ -163,18 +163,23 @@ func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		cfg  Config
+		cfg  Params
 		now  func() time.Time
 		ok   bool
 	}{
-		{"minimal", Config{Workers: 1, Queue: 0}, time.Now, true},
-		{"no workers", Config{Workers: 0, Queue: 1}, time.Now, false},
-		{"negative queue", Config{Workers: 1, Queue: -1}, time.Now, false},
-		{"nil clock", Config{Workers: 1, Queue: 1}, nil, false},
+		{"minimal", Params{Workers: 1, Queue: 0}, time.Now, true},
+		{"no workers", Params{Workers: 0, Queue: 1}, time.Now, false},
+		{"negative queue", Params{Workers: 1, Queue: -1}, time.Now, false},
+		{"nil clock", Params{Workers: 1, Queue: 1}, nil, false},
+		{"nil registry", Params{Workers: 1, Queue: 1}, time.Now, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := New(tc.cfg, prometheus.NewRegistry(), tc.now)
+			var reg prometheus.Registerer = prometheus.NewRegistry()
+			if tc.name == "nil registry" {
+				reg = nil
+			}
+			p, err := New(tc.cfg, tc.now, reg)
 			if (err == nil) != tc.ok {
 				t.Fatalf("New(%+v) error = %v, want ok=%v", tc.cfg, err, tc.ok)
 			}
@@ -190,31 +195,19 @@ func TestNewValidates(t *testing.T) {
 func TestNewDuplicateRegistration(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	p, err := New(Config{Workers: 1}, reg, time.Now)
+	p, err := New(Params{Workers: 1}, time.Now, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close(context.Background())
-	if _, err := New(Config{Workers: 1}, reg, time.Now); err == nil {
+	if _, err := New(Params{Workers: 1}, time.Now, reg); err == nil {
 		t.Fatal("second New on the same registry: want an error")
-	}
-}
-
-func TestNilRegistry(t *testing.T) {
-	t.Parallel()
-	p, err := New(Config{Workers: 1, Queue: 1}, nil, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close(context.Background())
-	if err := p.Do(context.Background(), func() error { return nil }); err != nil {
-		t.Fatal(err)
 	}
 }
 
 func TestDoReturnsJobResult(t *testing.T) {
 	t.Parallel()
-	p, reg := newPool(t, Config{Workers: 2, Queue: 4}, nil)
+	p, reg := newPool(t, Params{Workers: 2, Queue: 4}, nil)
 	boom := errors.New("boom")
 	for _, tc := range []struct {
 		name string
@@ -241,7 +234,7 @@ func TestDoReturnsJobResult(t *testing.T) {
 
 func TestFullQueueRejectsAtOnce(t *testing.T) {
 	t.Parallel()
-	p, reg := newPool(t, Config{Workers: 2, Queue: 3}, nil)
+	p, reg := newPool(t, Params{Workers: 2, Queue: 3}, nil)
 	release := occupy(t, p)
 	if err := p.Admit(); err != nil {
 		t.Fatalf("Admit with room in the queue = %v", err)
@@ -292,7 +285,7 @@ func TestFullQueueRejectsAtOnce(t *testing.T) {
 
 func TestZeroQueue(t *testing.T) {
 	t.Parallel()
-	p, _ := newPool(t, Config{Workers: 1, Queue: 0}, nil)
+	p, _ := newPool(t, Params{Workers: 1, Queue: 0}, nil)
 	release := occupy(t, p)
 	if err := p.Admit(); !errors.Is(err, auth.ErrOverloaded) {
 		t.Errorf("Admit with the only worker busy and no queue = %v, want overloaded", err)
@@ -310,7 +303,7 @@ func TestZeroQueue(t *testing.T) {
 
 func TestCancelledJobsAreSkipped(t *testing.T) {
 	t.Parallel()
-	p, reg := newPool(t, Config{Workers: 1, Queue: 4}, nil)
+	p, reg := newPool(t, Params{Workers: 1, Queue: 4}, nil)
 
 	t.Run("done before submit", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -353,7 +346,7 @@ func TestCancelledJobsAreSkipped(t *testing.T) {
 // on its own and its result goes to the abandoned buffered channel.
 func TestCancelWhileRunning(t *testing.T) {
 	t.Parallel()
-	p, reg := newPool(t, Config{Workers: 1, Queue: 1}, nil)
+	p, reg := newPool(t, Params{Workers: 1, Queue: 1}, nil)
 	b := newBlocker()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -378,7 +371,7 @@ func TestCancelWhileRunning(t *testing.T) {
 
 func TestPanicIsContained(t *testing.T) {
 	t.Parallel()
-	p, reg := newPool(t, Config{Workers: 1, Queue: 1}, nil)
+	p, reg := newPool(t, Params{Workers: 1, Queue: 1}, nil)
 	for i := range 3 {
 		err := p.Do(context.Background(), func() error { panic(fmt.Sprintf("kaboom %d", i)) })
 		var pe *PanicError
@@ -406,7 +399,7 @@ func TestPanicIsContained(t *testing.T) {
 func TestCloseDrainsQueue(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	p, err := New(Config{Workers: 2, Queue: 8}, reg, time.Now)
+	p, err := New(Params{Workers: 2, Queue: 8}, time.Now, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +449,7 @@ func isClosed(p *Pool) bool {
 func TestCloseDeadlineFailsQueued(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	p, err := New(Config{Workers: 1, Queue: 5}, reg, time.Now)
+	p, err := New(Params{Workers: 1, Queue: 5}, time.Now, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +494,7 @@ func TestCloseDeadlineFailsQueued(t *testing.T) {
 
 func TestMetricsPreCreated(t *testing.T) {
 	t.Parallel()
-	_, reg := newPool(t, Config{Workers: 3, Queue: 7}, nil)
+	_, reg := newPool(t, Params{Workers: 3, Queue: 7}, nil)
 	for _, o := range []string{"done", "rejected", "cancelled", "failed"} {
 		if got := outcome(t, reg, o); got != 0 {
 			t.Errorf("outcome %s = %v, want 0", o, got)
@@ -527,7 +520,7 @@ func TestMetricsPreCreated(t *testing.T) {
 func TestRetryAfterAndTimings(t *testing.T) {
 	t.Parallel()
 	clk := clocktest.New(time.Unix(1_700_000_000, 0))
-	p, reg := newPool(t, Config{Workers: 2, Queue: 6}, clk.Now)
+	p, reg := newPool(t, Params{Workers: 2, Queue: 6}, clk.Now)
 	if got := p.RetryAfter(); got != time.Second {
 		t.Errorf("RetryAfter before any job = %v, want 1s", got)
 	}
@@ -571,7 +564,7 @@ func TestRetryAfterAndTimings(t *testing.T) {
 
 func TestConcurrentDo(t *testing.T) {
 	t.Parallel()
-	p, reg := newPool(t, Config{Workers: 4, Queue: 16}, nil)
+	p, reg := newPool(t, Params{Workers: 4, Queue: 16}, nil)
 	const n = 2000
 	var ran atomic.Int64
 	var done, rejected, cancelled atomic.Int64
@@ -617,7 +610,7 @@ func TestConcurrentDo(t *testing.T) {
 
 func TestCloseRacesDo(t *testing.T) {
 	t.Parallel()
-	p, err := New(Config{Workers: 2, Queue: 4}, prometheus.NewRegistry(), time.Now)
+	p, err := New(Params{Workers: 2, Queue: 4}, time.Now, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,7 +630,7 @@ func TestCloseRacesDo(t *testing.T) {
 }
 
 func BenchmarkDo(b *testing.B) {
-	p, err := New(Config{Workers: runtime.GOMAXPROCS(0), Queue: 1024}, prometheus.NewRegistry(), time.Now)
+	p, err := New(Params{Workers: runtime.GOMAXPROCS(0), Queue: 1024}, time.Now, prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -662,7 +655,7 @@ func TestMaxWaitBoundsTheQueueByTime(t *testing.T) {
 	// The queue could hold 100 jobs, but each takes 3s of fake time on two
 	// workers: with MaxWait 7s a job may only join while fewer than
 	// 7s × 2 / 3s ≈ 4.7 jobs are ahead of it.
-	p, _ := newPool(t, Config{Workers: 2, Queue: 100, MaxWait: 7 * time.Second}, clk.Now)
+	p, _ := newPool(t, Params{Workers: 2, Queue: 100, MaxWait: 7 * time.Second}, clk.Now)
 	slow := func() error { clk.Advance(3 * time.Second); return nil }
 	if err := p.Do(context.Background(), slow); err != nil {
 		t.Fatal(err)

@@ -52,8 +52,8 @@ func BenchmarkRawArgon2(b *testing.B) {
 
 func BenchmarkPoolHash(b *testing.B) {
 	workers := runtime.GOMAXPROCS(0)
-	pool := newTestPool(b, hashpool.Config{Workers: workers, Queue: 16 * workers})
-	h := NewHasher(pool, DefaultParams())
+	pool := newTestPool(b, hashpool.Params{Workers: workers, Queue: 16 * workers})
+	h := newHasherOn(b, pool, DefaultParams())
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.SetParallelism(16) // 16×GOMAXPROCS submitters: the queue holds them all
@@ -74,8 +74,8 @@ func BenchmarkPoolVsRaw(b *testing.B) {
 	p := DefaultParams()
 	workers := runtime.GOMAXPROCS(0)
 	n := workers * perWorker
-	pool := newTestPool(b, hashpool.Config{Workers: workers, Queue: 16 * workers})
-	h := NewHasher(pool, p)
+	pool := newTestPool(b, hashpool.Params{Workers: workers, Queue: 16 * workers})
+	h := newHasherOn(b, pool, p)
 	ctx := context.Background()
 	salt, pw := randomBytes(p.SaltLen), []byte("correct horse battery staple")
 

@@ -14,12 +14,15 @@ import (
 
 func Example() {
 	// One pool per process, sized from AUTHD_HASH_WORKERS / AUTHD_HASH_QUEUE.
-	pool, err := hashpool.New(hashpool.Config{Workers: 2, Queue: 64}, prometheus.NewRegistry(), time.Now)
+	pool, err := hashpool.New(hashpool.Params{Workers: 2, Queue: 64}, time.Now, prometheus.NewRegistry())
 	if err != nil {
 		panic(err)
 	}
 	defer pool.Close(context.Background())
-	h := password.NewHasher(pool, password.TestParams()) // DefaultParams() in production
+	h, err := password.NewHasher(pool, password.TestParams()) // DefaultParams() in production
+	if err != nil {
+		panic(err)
+	}
 
 	ctx := context.Background()
 	if err := password.CheckPolicy("password"); errors.Is(err, password.ErrCommon) {

@@ -29,20 +29,20 @@ type Hasher struct {
 // hash on pool. The caller keeps owning pool (and closes it after the last
 // use of the Hasher).
 //
-// p should have passed Validate (tests may use TestParams). NewHasher panics
-// if Argon2id cannot run with p at all or p exceeds the package caps: that is
-// a wiring bug, not a runtime condition. It computes one hash (the dummy used
-// by VerifyDummy) on the calling goroutine, so it takes one hash time.
-func NewHasher(pool *hashpool.Pool, p Params) *Hasher {
+// p should have passed Validate (tests may use TestParams). NewHasher
+// returns an error if pool is nil, or if Argon2id cannot run with p at all
+// or p exceeds the package caps. It computes one hash (the dummy used by
+// VerifyDummy) on the calling goroutine, so it takes one hash time.
+func NewHasher(pool *hashpool.Pool, p Params) (*Hasher, error) {
 	if pool == nil {
-		panic("password: NewHasher: nil pool")
+		return nil, errors.New("password: NewHasher: nil pool")
 	}
 	if err := p.computable(); err != nil {
-		panic("password: NewHasher: params: " + err.Error())
+		return nil, fmt.Errorf("password: NewHasher: params: %w", err)
 	}
 	salt := randomBytes(p.SaltLen)
 	key := argon2.IDKey(randomBytes(32), salt, p.Iterations, p.Memory, p.Parallelism, p.KeyLen)
-	return &Hasher{pool: pool, params: p, dummy: Encode(p, salt, key)}
+	return &Hasher{pool: pool, params: p, dummy: Encode(p, salt, key)}, nil
 }
 
 // Admit fails fast with an error matching auth.ErrOverloaded when the pool

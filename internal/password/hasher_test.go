@@ -19,9 +19,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newTestPool returns a real pool closed at cleanup.
-func newTestPool(t testing.TB, cfg hashpool.Config) *hashpool.Pool {
+func newTestPool(t testing.TB, cfg hashpool.Params) *hashpool.Pool {
 	t.Helper()
-	pool, err := hashpool.New(cfg, prometheus.NewRegistry(), time.Now)
+	pool, err := hashpool.New(cfg, time.Now, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,16 @@ func newTestPool(t testing.TB, cfg hashpool.Config) *hashpool.Pool {
 
 func newTestHasher(t testing.TB, p Params) *Hasher {
 	t.Helper()
-	return NewHasher(newTestPool(t, hashpool.Config{Workers: 2, Queue: 16}), p)
+	return newHasherOn(t, newTestPool(t, hashpool.Params{Workers: 2, Queue: 16}), p)
+}
+
+func newHasherOn(t testing.TB, pool *hashpool.Pool, p Params) *Hasher {
+	t.Helper()
+	h, err := NewHasher(pool, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 func TestHashVerify(t *testing.T) {
@@ -123,10 +132,10 @@ func TestVerifyRehash(t *testing.T) {
 		{"stored weaker t", hStrong, "pw-weak-params", encWeak, true},
 		{"stored stronger", hWeak, "pw-strong-params", encStrong, false},
 		// Only the rehash flag matters below; these never match.
-		{"stored weaker m", NewHasher(newTestPool(t, hashpool.Config{Workers: 1}), Params{Memory: 16, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}), "x", Encode(weak, salt, key), true},
+		{"stored weaker m", newHasherOn(t, newTestPool(t, hashpool.Params{Workers: 1}), Params{Memory: 16, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32}), "x", Encode(weak, salt, key), true},
 		{"stored weaker salt", hWeak, "x", Encode(weak, salt[:8], key), true},
 		{"stored weaker key", hWeak, "x", Encode(weak, salt, key[:16]), true},
-		{"stored weaker p", NewHasher(newTestPool(t, hashpool.Config{Workers: 1}), Params{Memory: 16, Iterations: 1, Parallelism: 2, SaltLen: 16, KeyLen: 32}), "x", Encode(weak, salt, key), true},
+		{"stored weaker p", newHasherOn(t, newTestPool(t, hashpool.Params{Workers: 1}), Params{Memory: 16, Iterations: 1, Parallelism: 2, SaltLen: 16, KeyLen: 32}), "x", Encode(weak, salt, key), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, rehash, err := tc.h.Verify(ctx, tc.pw, tc.enc)
@@ -232,8 +241,8 @@ func TestVerifyDummy(t *testing.T) {
 
 func TestPoolErrorsPassThrough(t *testing.T) {
 	t.Parallel()
-	pool := newTestPool(t, hashpool.Config{Workers: 1, Queue: 0})
-	h := NewHasher(pool, TestParams())
+	pool := newTestPool(t, hashpool.Params{Workers: 1, Queue: 0})
+	h := newHasherOn(t, pool, TestParams())
 	enc, err := h.Hash(context.Background(), "something-long")
 	if err != nil {
 		t.Fatal(err)
@@ -268,22 +277,20 @@ func checkOverloaded(t *testing.T, what string, err error) {
 	}
 }
 
-func TestNewHasherPanicsOnImpossibleParams(t *testing.T) {
+func TestNewHasherRefusesImpossibleParams(t *testing.T) {
 	t.Parallel()
-	pool := newTestPool(t, hashpool.Config{Workers: 1})
+	pool := newTestPool(t, hashpool.Params{Workers: 1})
 	for _, p := range []Params{
 		{},
 		{Memory: 64, Iterations: 1, Parallelism: 0, SaltLen: 16, KeyLen: 32},
 		{Memory: MaxMemory + 1, Iterations: 1, Parallelism: 1, SaltLen: 16, KeyLen: 32},
 	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("NewHasher(%+v) did not panic", p)
-				}
-			}()
-			NewHasher(pool, p)
-		}()
+		if _, err := NewHasher(pool, p); err == nil {
+			t.Errorf("NewHasher(%+v) succeeded", p)
+		}
+	}
+	if _, err := NewHasher(nil, TestParams()); err == nil {
+		t.Error("NewHasher(nil pool) succeeded")
 	}
 }
 

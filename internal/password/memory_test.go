@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authd/authd/internal/hashpool"
 )
 
@@ -95,12 +97,15 @@ func TestPeakMemoryChild(t *testing.T) {
 			return nil
 		}
 	case "pool":
-		pool, err := hashpool.New(hashpool.Config{Workers: workers, Queue: memClients}, nil, time.Now)
+		pool, err := hashpool.New(hashpool.Params{Workers: workers, Queue: memClients}, time.Now, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pool.Close(context.Background())
-		h := NewHasher(pool, p)
+		h, err := NewHasher(pool, p)
+		if err != nil {
+			t.Fatal(err)
+		}
 		hash = func() error {
 			_, err := h.Hash(context.Background(), "correct horse battery staple")
 			return err
