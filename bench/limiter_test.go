@@ -14,6 +14,7 @@ import (
 
 	"github.com/authd/authd/internal/limiter"
 	"github.com/go-chi/httprate"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sethvargo/go-limiter/memorystore"
 	"github.com/throttled/throttled/v2"
 	"github.com/throttled/throttled/v2/store/memstore"
@@ -72,7 +73,10 @@ func strKey(s string) string { return strings.Clone(s) }
 
 var impls = []impl{
 	{"authd-sharded", func(ks keySet) (func(int) bool, func()) {
-		l := limiter.NewLocal(limiter.Params{RPS: hugeRPS, Burst: hugeBurst, MaxKeys: 2 * len(ks.prefixes)}, time.Now, nil)
+		l, err := limiter.NewLocal(limiter.Params{RPS: hugeRPS, Burst: hugeBurst, MaxKeys: 2 * len(ks.prefixes)}, time.Now, prometheus.NewRegistry())
+		if err != nil {
+			panic(err)
+		}
 		return func(i int) bool { return l.Allow(context.Background(), ks.prefixes[i]).Allowed }, func() {}
 	}},
 	{"authd-sharded-gomap", func(ks keySet) (func(int) bool, func()) {

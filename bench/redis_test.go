@@ -12,9 +12,11 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/limiter"
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -51,8 +53,14 @@ func BenchmarkRedisMiddleware(b *testing.B) {
 	_, _ = rand.Read(rnd[:])
 	prefix := "authd-bench:" + hex.EncodeToString(rnd[:]) + ":"
 	p := limiter.Params{RPS: 1e6, Burst: 1e9}
-	local := limiter.NewLocal(p, nil, nil)
-	rl := limiter.NewRedis(c, prefix, p, local, slog.New(slog.DiscardHandler))
+	local, err := limiter.NewLocal(p, time.Now, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	rl, err := limiter.NewRedis(c, local, prefix, p, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
 	h := limiter.Middleware(rl, clientip.NewResolver(nil).Key, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/limiter"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestSeedMatchesLocal checks that the seed design measured here makes the
@@ -16,7 +17,10 @@ func TestSeedMatchesLocal(t *testing.T) {
 	var ns atomic.Int64
 	ns.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, ns.Load()) }
-	local := limiter.NewLocal(limiter.Params{RPS: 3, Burst: 4}, now, nil)
+	local, err := limiter.NewLocal(limiter.Params{RPS: 3, Burst: 4}, now, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	seed := NewSeedLocal(3, 4, now)
 	_ = NewShardedMapLocal(3, 4) // real clock only; checked by TestContendersAllow
 	keys := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("2001:db8::/64")}

@@ -98,7 +98,10 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 
 	// Shared state and the per-client limiter: in process, or in Redis.
 	limParams := limiter.Params{RPS: cfg.RateLimit.RPS, Burst: cfg.RateLimit.Burst}
-	local := limiter.NewLocal(limParams, now, reg)
+	local, err := limiter.NewLocal(limParams, now, reg)
+	if err != nil {
+		return nil, fmt.Errorf("rate limiter: %w", err)
+	}
 	var (
 		state auth.StateStore
 		lim   limiter.Limiter = local
@@ -115,7 +118,9 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		life.Add(Part{Name: "redis", Close: func(context.Context) error { return c.Close() }})
 		st := redis.NewStore(c, cfg.RedisKeyPrefix)
 		state, s.State = st, "redis"
-		lim = limiter.NewRedis(c, cfg.RedisKeyPrefix+"rl:", limParams, local, logger)
+		if lim, err = limiter.NewRedis(c, local, cfg.RedisKeyPrefix+"rl:", limParams, logger); err != nil {
+			return nil, fmt.Errorf("rate limiter: %w", err)
+		}
 		checks = append(checks, httpapi.Check{Name: "redis", Probe: st.Ping})
 	}
 	life.Add(Part{Name: "limiter sweeper", Run: local.Run})

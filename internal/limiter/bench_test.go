@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchKeys returns n distinct client keys, half IPv4 /32s, half IPv6 /64s.
@@ -35,7 +37,7 @@ func BenchmarkLocalAllow(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(size.name, func(b *testing.B) {
 			keys := benchKeys(size.n)
-			l := NewLocal(Params{RPS: 1e9, Burst: 1 << 30, MaxKeys: 2 * size.n}, time.Now, nil)
+			l := mustLocal(b, Params{RPS: 1e9, Burst: 1 << 30, MaxKeys: 2 * size.n}, time.Now, prometheus.NewRegistry())
 			for _, k := range keys {
 				l.Allow(context.Background(), k)
 			}
@@ -64,7 +66,7 @@ func BenchmarkLocalBytesPerKey(b *testing.B) {
 				var before, after runtime.MemStats
 				runtime.GC()
 				runtime.ReadMemStats(&before)
-				l := NewLocal(Params{RPS: 1, Burst: 10, MaxKeys: 2 * size.n}, time.Now, nil)
+				l := mustLocal(b, Params{RPS: 1, Burst: 10, MaxKeys: 2 * size.n}, time.Now, prometheus.NewRegistry())
 				for _, k := range keys {
 					l.Allow(context.Background(), k)
 				}

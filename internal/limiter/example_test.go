@@ -13,10 +13,13 @@ import (
 )
 
 // ExampleMiddleware puts a per-client limit of 2 requests at once, refilled
-// at 1 per second, in front of a handler. In authd, run starts l.Run(ctx)
-// under its errgroup and passes the API's problem+json writer as reject.
+// at 1 per second, in front of a handler. In authd, l.Run is one of the
+// parts run starts, and the API's problem+json writer is reject.
 func ExampleMiddleware() {
-	l := limiter.NewLocal(limiter.Params{RPS: 1, Burst: 2}, time.Now, prometheus.NewRegistry())
+	l, err := limiter.NewLocal(limiter.Params{RPS: 1, Burst: 2}, time.Now, prometheus.NewRegistry())
+	if err != nil {
+		panic(err)
+	}
 	resolver := clientip.NewResolver(nil) // no trusted proxies
 	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 	h := limiter.Middleware(l, resolver.Key, nil)(login)

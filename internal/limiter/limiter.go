@@ -176,41 +176,47 @@ type metrics struct {
 	backendErrors prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) metrics {
-	rejections := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+func newMetrics(reg prometheus.Registerer) (metrics, error) {
+	rejections, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authd_ratelimit_rejections_total",
 		Help: "Requests refused by a rate limit, by scope: ip (per client address) or account (per-account login throttle).",
 	}, []string{"scope"}))
-	tracked := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	if err != nil {
+		return metrics{}, err
+	}
+	tracked, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "authd_ratelimit_tracked_keys",
 		Help: "Client keys with a bucket held in process (the Redis limiter's in-process fallback included).",
 	}))
-	backendErrors := register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	if err != nil {
+		return metrics{}, err
+	}
+	backendErrors, err := register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "authd_ratelimit_backend_errors_total",
 		Help: "Redis rate-limit calls that failed or timed out; each such request was limited in process instead.",
 	}))
+	if err != nil {
+		return metrics{}, err
+	}
 	return metrics{
 		rejectedIP:    rejections.WithLabelValues("ip"),
 		tracked:       tracked,
 		backendErrors: backendErrors,
-	}
+	}, nil
 }
 
 // register registers c on reg, or returns the collector already registered
 // under the same description, so that several limiters (one per route group,
-// say) share the process's series. A nil reg registers nothing.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
+// say) share the process's series.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
 			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
+				return existing, nil
 			}
 		}
-		panic(fmt.Sprintf("limiter: register metric: %v", err))
+		return c, fmt.Errorf("limiter: register metric: %w", err)
 	}
-	return c
+	return c, nil
 }

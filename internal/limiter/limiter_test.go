@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/clocktest"
@@ -37,7 +39,49 @@ func newTestLocal(t testing.TB, p Params) (*Local, *clocktest.Clock, *prometheus
 	t.Helper()
 	clk := newFakeClock()
 	reg := prometheus.NewRegistry()
-	return NewLocal(p, clk.Now, reg), clk, reg
+	return mustLocal(t, p, clk.Now, reg), clk, reg
+}
+
+func mustLocal(t testing.TB, p Params, now func() time.Time, reg prometheus.Registerer) *Local {
+	t.Helper()
+	l, err := NewLocal(p, now, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func mustRedis(t testing.TB, c goredis.UniversalClient, fallback *Local, prefix string, p Params, logger *slog.Logger) *Redis {
+	t.Helper()
+	r, err := NewRedis(c, fallback, prefix, p, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestNewRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	for _, tc := range []struct {
+		name string
+		p    Params
+		now  func() time.Time
+		reg  prometheus.Registerer
+	}{
+		{"zero rps", Params{Burst: 1}, time.Now, reg},
+		{"zero burst", Params{RPS: 1}, time.Now, reg},
+		{"nil clock", Params{RPS: 1, Burst: 1}, nil, reg},
+		{"nil registerer", Params{RPS: 1, Burst: 1}, time.Now, nil},
+	} {
+		if _, err := NewLocal(tc.p, tc.now, tc.reg); err == nil {
+			t.Errorf("NewLocal %s: no error", tc.name)
+		}
+	}
+	local := mustLocal(t, Params{RPS: 1, Burst: 1}, time.Now, reg)
+	if _, err := NewRedis(nil, local, "p:", Params{RPS: 1, Burst: 1}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("NewRedis without a client: no error")
+	}
 }
 
 func TestBurstThenReject(t *testing.T) {
@@ -323,8 +367,8 @@ func TestMetricsPreCreated(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	clk := newFakeClock()
-	l := NewLocal(Params{RPS: 1, Burst: 1}, clk.Now, reg)
-	_ = NewLocal(Params{RPS: 9, Burst: 9}, clk.Now, reg) // a second limiter shares the series
+	l := mustLocal(t, Params{RPS: 1, Burst: 1}, clk.Now, reg)
+	_ = mustLocal(t, Params{RPS: 9, Burst: 9}, clk.Now, reg) // a second limiter shares the series
 	l.Allow(context.Background(), v4a)
 	l.Allow(context.Background(), v4a) // refused: burst 1
 	const want = `

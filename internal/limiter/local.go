@@ -3,9 +3,9 @@ package limiter
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
-	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -81,51 +81,44 @@ type Local struct {
 	overflow atomic.Int64 // tat of the bucket shared by keys over the cap
 }
 
-// NewLocal returns an in-process limiter with the given parameters and clock
-// (nil or time.Now mean the real monotonic clock; tests pass a fake), and
-// registers the Guardian metrics on reg (nil registers nothing; a registry
-// that already has them is shared, so several limiters may use one). It
-// panics when p.Validate fails: settings are validated at start-up, so an
-// invalid p is a programming error. Run must be running for idle buckets to
-// be dropped.
-func NewLocal(p Params, now func() time.Time, reg prometheus.Registerer) *Local {
+// NewLocal returns an in-process limiter with the given parameters, reading
+// time from now (time.Now in production; tests pass a fake), and registers
+// the Guardian metrics on reg (a registry that already has them is shared,
+// so several limiters may use one). It returns an error when p.Validate
+// fails or now or reg is nil. Run must be running for idle buckets to be
+// dropped.
+func NewLocal(p Params, now func() time.Time, reg prometheus.Registerer) (*Local, error) {
 	if err := p.Validate(); err != nil {
-		panic(err)
+		return nil, err
+	}
+	if now == nil || reg == nil {
+		return nil, errors.New("limiter: a clock and a registerer are required")
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
 	}
 	p = p.withDefaults()
-	base := time.Now()
-	if now != nil && !isTimeNow(now) {
-		base = now()
-	} else {
-		now = nil // the real clock: see clock
-	}
 	l := &Local{
 		gcra:       newGCRA(p),
 		now:        now,
-		base:       base,
+		base:       now(),
 		maxKeys:    int64(p.MaxKeys),
 		sweepEvery: p.SweepEvery,
 		seed:       seed{rand.Uint64(), rand.Uint64(), rand.Uint64()},
-		m:          newMetrics(reg),
+		m:          m,
 		shards:     new([numShards]shard),
 	}
 	for i := range l.shards {
 		l.shards[i].t.Store(&table{slots: make([]entry, minSlots)})
 	}
-	return l
+	return l, nil
 }
 
 // clock returns the limiter's time in nanoseconds since it was built. It is
-// measured from a base reading so that the monotonic clock is used and a
-// wall-clock step cannot empty or refill every bucket at once. With the real
-// clock it uses time.Since, which reads only the monotonic clock: half the
-// cost of time.Now, which also reads the wall clock.
-func (l *Local) clock() int64 {
-	if l.now == nil {
-		return int64(time.Since(l.base))
-	}
-	return int64(l.now().Sub(l.base))
-}
+// measured from a base reading so that, with time.Now, the monotonic clock is
+// used and a wall-clock step cannot empty or refill every bucket at once.
+func (l *Local) clock() int64 { return int64(l.now().Sub(l.base)) }
 
 // Allow takes a token from key's bucket if it has one and reports the
 // outcome; it implements Limiter. The context is ignored: an in-process
@@ -256,10 +249,4 @@ func (l *Local) Sweep() int {
 		}
 	}
 	return dropped
-}
-
-// isTimeNow reports whether now is time.Now itself, so that the real clock
-// can be read the cheaper way.
-func isTimeNow(now func() time.Time) bool {
-	return reflect.ValueOf(now).Pointer() == reflect.ValueOf(time.Now).Pointer()
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/clocktest"
 )
@@ -194,7 +196,7 @@ func TestSetHeadersAndRetryAfter(t *testing.T) {
 // one tracked client, allow path, with a ResponseWriter reused across
 // requests so that only the middleware's own cost shows.
 func BenchmarkMiddleware(b *testing.B) {
-	l := NewLocal(Params{RPS: 1e9, Burst: 1 << 30}, time.Now, nil)
+	l := mustLocal(b, Params{RPS: 1e9, Burst: 1 << 30}, time.Now, prometheus.NewRegistry())
 	res := clientip.NewResolver(nil)
 	h := Middleware(l, res.Key, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	r := httptest.NewRequest(http.MethodPost, "/v1/login", nil).WithContext(context.Background())

@@ -3,6 +3,7 @@ package limiter
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -66,10 +67,13 @@ type Redis struct {
 // client should have ContextTimeoutEnabled set: without it go-redis ignores
 // the per-call deadline for socket I/O, and a hung Redis would hold requests
 // for the client's read timeout; NewRedis logs a warning when it can tell.
-// It panics when p.Validate fails.
-func NewRedis(c goredis.UniversalClient, prefix string, p Params, fallback *Local, logger *slog.Logger) *Redis {
+// It returns an error when p.Validate fails or a dependency is nil.
+func NewRedis(c goredis.UniversalClient, fallback *Local, prefix string, p Params, logger *slog.Logger) (*Redis, error) {
 	if err := p.Validate(); err != nil {
-		panic(err)
+		return nil, err
+	}
+	if c == nil || fallback == nil || logger == nil {
+		return nil, errors.New("limiter: redis limiter needs a client, a fallback and a logger")
 	}
 	p = p.withDefaults()
 	g := newGCRA(p)
@@ -89,7 +93,7 @@ func NewRedis(c goredis.UniversalClient, prefix string, p Params, fallback *Loca
 		logger.Warn("limiter: redis client has ContextTimeoutEnabled off; the per-call deadline cannot cut a hung call short",
 			"timeout", p.Timeout)
 	}
-	return r
+	return r, nil
 }
 
 func contextTimeoutEnabled(c goredis.UniversalClient) bool {

@@ -46,7 +46,7 @@ func TestRedisBurstThenReject(t *testing.T) {
 	c, prefix := testRedis(t)
 	p := Params{RPS: 1, Burst: 3}
 	local, _, _ := newTestLocal(t, p)
-	r := NewRedis(c, prefix, p, local, discardLogger())
+	r := mustRedis(t, c, local, prefix, p, discardLogger())
 	ctx := t.Context()
 	for i := range 3 {
 		d := r.Allow(ctx, v4a)
@@ -85,7 +85,7 @@ func TestRedisSharedBudget(t *testing.T) {
 	p := Params{RPS: 0.5, Burst: 10}
 	l1, _, _ := newTestLocal(t, p)
 	l2, _, _ := newTestLocal(t, p)
-	instances := []*Redis{NewRedis(c1, prefix, p, l1, discardLogger()), NewRedis(c2, prefix, p, l2, discardLogger())}
+	instances := []*Redis{mustRedis(t, c1, l1, prefix, p, discardLogger()), mustRedis(t, c2, l2, prefix, p, discardLogger())}
 
 	key := netip.MustParsePrefix("2001:db8:7::/64")
 	var mu sync.Mutex
@@ -114,7 +114,7 @@ func TestRedisFallbackWhenDown(t *testing.T) {
 	local, clk, _ := newTestLocal(t, p)
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	r := NewRedis(c, "authd-test:down:", p, local, logger)
+	r := mustRedis(t, c, local, "authd-test:down:", p, logger)
 
 	var got []bool
 	for range 4 {
@@ -186,7 +186,7 @@ func TestRedisTimeout(t *testing.T) {
 	})
 	p := Params{RPS: 1, Burst: 1, Timeout: 50 * time.Millisecond}
 	local, _, _ := newTestLocal(t, p)
-	r := NewRedis(c, "authd-test:hung:", p, local, discardLogger())
+	r := mustRedis(t, c, local, "authd-test:hung:", p, discardLogger())
 	start := time.Now()
 	d := r.Allow(t.Context(), v4a)
 	if took := time.Since(start); took > 2*time.Second {
