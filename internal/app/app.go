@@ -107,7 +107,10 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		lim   limiter.Limiter = local
 	)
 	if cfg.RedisURL == "" {
-		m := memstate.New(now)
+		m, err := memstate.New(memstate.Params{}, now)
+		if err != nil {
+			return nil, err
+		}
 		state, s.State = m, "memory"
 		life.Add(Part{Name: "memstate sweeper", Run: m.Run})
 	} else {
@@ -162,9 +165,11 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		return nil, err
 	}
 	logger.Info("revocations restored", "sessions", restored)
-	life.Add(Part{Name: "session pruner", Run: func(ctx context.Context) error {
-		return sessions.RunPruner(ctx, sessionPruneEvery, logger)
-	}})
+	pruner, err := session.NewPruner(sessions, session.PrunerParams{}, logger)
+	if err != nil {
+		return nil, err
+	}
+	life.Add(Part{Name: "session pruner", Run: pruner.Run})
 
 	// The Forge. The pool closes after the listeners have drained (they are
 	// added after it) and before the background parts above stop.
@@ -183,7 +188,10 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 
 	// Registration and login, with the Guardian's per-account throttle.
-	thr := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
+	thr, err := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
+	if err != nil {
+		return nil, err
+	}
 	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notify.NewLog(logger, cfg.PublicURL), now, logger, reg)
 	if err != nil {
 		return nil, err
@@ -204,10 +212,6 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 	return s, nil
 }
-
-// sessionPruneEvery is how often expired sessions and their refresh tokens
-// are deleted from the database.
-const sessionPruneEvery = time.Hour
 
 func passwordParams(cfg *config.Config) password.Params {
 	p := password.DefaultParams()

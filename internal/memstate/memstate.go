@@ -17,9 +17,15 @@ import (
 	"github.com/authd/authd/internal/auth"
 )
 
-// DefaultSweepInterval is how often Run removes expired entries unless
-// WithSweepInterval says otherwise.
+// DefaultSweepInterval is how often Run removes expired entries when
+// Params.SweepEvery is zero.
 const DefaultSweepInterval = time.Minute
+
+// Params configures a Store.
+type Params struct {
+	// SweepEvery is how often Run removes expired entries (0: 1 minute).
+	SweepEvery time.Duration
+}
 
 // numShards spreads the keys over independent locks so that concurrent
 // requests on different keys rarely wait for each other.
@@ -52,31 +58,25 @@ func (e entry) expired(now time.Time) bool { return !e.exp.IsZero() && !now.Befo
 
 var _ auth.StateStore = (*Store)(nil)
 
-// Option configures a Store.
-type Option func(*Store)
-
-// WithSweepInterval sets how often Run removes expired entries (default
-// DefaultSweepInterval). A non-positive d keeps the default.
-func WithSweepInterval(d time.Duration) Option {
-	return func(s *Store) {
-		if d > 0 {
-			s.sweepEvery = d
-		}
-	}
-}
-
 // New returns an empty Store whose expiry follows now (time.Now in
 // production, a fake clock in tests). Expired entries stay in memory, unseen,
-// until Sweep or Run removes them.
-func New(now func() time.Time, opts ...Option) *Store {
-	s := &Store{now: now, sweepEvery: DefaultSweepInterval, seed: maphash.MakeSeed()}
+// until Sweep or Run removes them. It returns an error for a nil clock or a
+// negative sweep interval.
+func New(p Params, now func() time.Time) (*Store, error) {
+	if now == nil {
+		return nil, errors.New("memstate: a clock is required")
+	}
+	if p.SweepEvery < 0 {
+		return nil, fmt.Errorf("memstate: sweep interval %v is negative", p.SweepEvery)
+	}
+	if p.SweepEvery == 0 {
+		p.SweepEvery = DefaultSweepInterval
+	}
+	s := &Store{now: now, sweepEvery: p.SweepEvery, seed: maphash.MakeSeed()}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]entry)
 	}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+	return s, nil
 }
 
 func (s *Store) shard(key string) *shard {
@@ -239,8 +239,8 @@ func (s *Store) Sweep() int {
 	return removed
 }
 
-// Run calls Sweep every sweep interval until ctx is done, then returns nil.
-// It blocks; run it in its own goroutine (under the program's errgroup). The
+// Run calls Sweep every Params.SweepEvery until ctx is done, then returns
+// nil. It blocks; the program runs it as one of its parts. The
 // store works without Run, but expired entries then stay in memory until
 // overwritten or deleted.
 func (s *Store) Run(ctx context.Context) error {

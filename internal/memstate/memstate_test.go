@@ -17,12 +17,31 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+func newStore(t testing.TB, p memstate.Params, now func() time.Time) *memstate.Store {
+	t.Helper()
+	st, err := memstate.New(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestNewRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	if _, err := memstate.New(memstate.Params{}, nil); err == nil {
+		t.Error("nil clock: no error")
+	}
+	if _, err := memstate.New(memstate.Params{SweepEvery: -time.Second}, time.Now); err == nil {
+		t.Error("negative sweep interval: no error")
+	}
+}
+
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func TestStateSuite(t *testing.T) {
 	clock := clocktest.New(epoch)
 	statetest.RunStateSuite(t,
-		func(t *testing.T) auth.StateStore { return memstate.New(clock.Now) },
+		func(t *testing.T) auth.StateStore { return newStore(t, memstate.Params{}, clock.Now) },
 		clock.Advance,
 	)
 }
@@ -31,7 +50,7 @@ func TestSweep(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	clock := clocktest.New(epoch)
-	st := memstate.New(clock.Now)
+	st := newStore(t, memstate.Params{}, clock.Now)
 	for i := range 100 {
 		ttl := time.Duration(i%4) * time.Minute // a quarter never expire
 		if err := st.Set(ctx, strconv.Itoa(i), []byte("v"), ttl); err != nil {
@@ -63,7 +82,7 @@ func TestSweep(t *testing.T) {
 func TestRunSweepsAndStops(t *testing.T) {
 	t.Parallel()
 	clock := clocktest.New(epoch)
-	st := memstate.New(clock.Now, memstate.WithSweepInterval(time.Millisecond))
+	st := newStore(t, memstate.Params{SweepEvery: time.Millisecond}, clock.Now)
 	if err := st.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +119,7 @@ func TestRunSweepsAndStops(t *testing.T) {
 func TestExpiredEntryInvisibleBeforeSweep(t *testing.T) {
 	t.Parallel()
 	clock := clocktest.New(epoch)
-	st := memstate.New(clock.Now)
+	st := newStore(t, memstate.Params{}, clock.Now)
 	if err := st.Set(t.Context(), "k", []byte("v"), time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +135,7 @@ func TestExpiredEntryInvisibleBeforeSweep(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	ctx := context.Background()
 	for _, keys := range []int{1, 1_000, 1_000_000} {
-		st := memstate.New(time.Now)
+		st := newStore(b, memstate.Params{}, time.Now)
 		names, counters := make([]string, keys), make([]string, keys)
 		for i := range names {
 			names[i], counters[i] = fmt.Sprintf("rl:%d", i), fmt.Sprintf("n:%d", i)

@@ -36,6 +36,15 @@ func TestMain(m *testing.M) {
 // deadRedisAddr has nothing listening: the fail-closed tests point at it.
 const deadRedisAddr = "127.0.0.1:1"
 
+func memStore(t testing.TB, now func() time.Time) *memstate.Store {
+	t.Helper()
+	st, err := memstate.New(memstate.Params{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 var testSecret = bytes.Repeat([]byte{42}, 32)
 
 var testParams = Params{AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour}
@@ -71,7 +80,7 @@ var (
 		name string
 		open func(t *testing.T, clock *clocktest.Clock) auth.StateStore
 	}{
-		{"memstate", func(_ *testing.T, clock *clocktest.Clock) auth.StateStore { return memstate.New(clock.Now) }},
+		{"memstate", func(t *testing.T, clock *clocktest.Clock) auth.StateStore { return memStore(t, clock.Now) }},
 		{"redis", func(t *testing.T, _ *clocktest.Clock) auth.StateStore { return openRedis(t) }},
 	}
 )

@@ -7,7 +7,6 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/clocktest"
-	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/sqlite"
 )
 
@@ -25,7 +24,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		name  string
 		state func(b *testing.B) auth.StateStore
 	}{
-		{"memstate", func(*testing.B) auth.StateStore { return memstate.New(clock.Now) }},
+		{"memstate", func(b *testing.B) auth.StateStore { return memStore(b, clock.Now) }},
 		{"redis", func(b *testing.B) auth.StateStore { return openRedis(b) }},
 	}
 	for _, bc := range cases {

@@ -42,7 +42,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	m, err := session.NewManager(db, memstate.New(time.Now), issuer, verifier,
+	state, err := memstate.New(memstate.Params{}, time.Now)
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, err := session.NewManager(db, state, issuer, verifier,
 		session.Params{AccessTTL: ttl, RefreshTTL: 720 * time.Hour}, time.Now, prometheus.NewRegistry())
 	if err != nil {
 		log.Fatal(err)

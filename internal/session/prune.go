@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -29,12 +30,43 @@ func (m *Manager) Prune(ctx context.Context) (int64, error) {
 	}
 }
 
-// RunPruner calls Prune every interval until ctx ends, then returns nil.
-// Several instances may run it against one database: deletes of the same
-// rows are harmless. Errors are logged, never fatal: expired sessions are
-// dead whether or not their rows are gone.
-func (m *Manager) RunPruner(ctx context.Context, every time.Duration, logger *slog.Logger) error {
-	t := time.NewTicker(every)
+// DefaultPruneEvery is how often a Pruner prunes when PrunerParams.Every is 0.
+const DefaultPruneEvery = time.Hour
+
+// PrunerParams configures a Pruner.
+type PrunerParams struct {
+	// Every is how often expired sessions are deleted (0: DefaultPruneEvery).
+	Every time.Duration
+}
+
+// Pruner deletes expired sessions and their refresh tokens from the
+// database periodically. Several instances may run one against one
+// database: deletes of the same rows are harmless.
+type Pruner struct {
+	m      *Manager
+	every  time.Duration
+	logger *slog.Logger
+}
+
+// NewPruner returns a Pruner of m's sessions. It returns an error for a nil
+// manager or logger or a negative period.
+func NewPruner(m *Manager, p PrunerParams, logger *slog.Logger) (*Pruner, error) {
+	switch {
+	case m == nil || logger == nil:
+		return nil, errors.New("session: a pruner needs a manager and a logger")
+	case p.Every < 0:
+		return nil, fmt.Errorf("session: prune period %v is negative", p.Every)
+	case p.Every == 0:
+		p.Every = DefaultPruneEvery
+	}
+	return &Pruner{m: m, every: p.Every, logger: logger}, nil
+}
+
+// Run calls Prune every PrunerParams.Every until ctx ends, then returns nil.
+// Errors are logged, never fatal: expired sessions are dead whether or not
+// their rows are gone.
+func (p *Pruner) Run(ctx context.Context) error {
+	t := time.NewTicker(p.every)
 	defer t.Stop()
 	for {
 		select {
@@ -42,13 +74,13 @@ func (m *Manager) RunPruner(ctx context.Context, every time.Duration, logger *sl
 			return nil
 		case <-t.C:
 		}
-		n, err := m.Prune(ctx)
+		n, err := p.m.Prune(ctx)
 		if err != nil && ctx.Err() == nil {
-			logger.WarnContext(ctx, "prune expired sessions", "deleted", n, "err", err)
+			p.logger.WarnContext(ctx, "prune expired sessions", "deleted", n, "err", err)
 			continue
 		}
 		if n > 0 {
-			logger.InfoContext(ctx, "pruned expired sessions", "deleted", n)
+			p.logger.InfoContext(ctx, "pruned expired sessions", "deleted", n)
 		}
 	}
 }

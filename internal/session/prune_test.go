@@ -1,11 +1,14 @@
 package session
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/clocktest"
 )
 
 func TestPruneDeletesOnlyExpiredSessions(t *testing.T) {
@@ -71,4 +74,45 @@ func TestRestoreRevocationsAfterStateLoss(t *testing.T) {
 			t.Errorf("RestoreRevocations later = %d, %v; want 0", n, err)
 		}
 	})
+}
+
+// TestPrunerRunsAndStops runs the pruner part with a short period: it
+// deletes the expired session on its own and returns nil once its context
+// ends (goleak checks nothing is left running).
+func TestPrunerRunsAndStops(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, openSQLite(t), memStore(t, time.Now), clocktest.New(time.Now()))
+	if _, err := NewPruner(e.m, PrunerParams{Every: -time.Second}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("NewPruner accepted a negative period")
+	}
+	pr, err := NewPruner(e.m, PrunerParams{Every: time.Millisecond}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := e.user(t)
+	sid := e.authOK(t, e.start(t, uid).AccessToken).SID
+	e.clock.Advance(e.m.p.RefreshTTL + time.Second)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- pr.Run(ctx) }()
+	// Wait for the pruner goroutine (the session is already expired),
+	// polling with a pause and a bound.
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		if _, err := e.db.SessionByID(t.Context(), sid); errors.Is(err, auth.ErrNotFound) {
+			break
+		}
+		select {
+		case <-poll.C:
+		case <-deadline:
+			t.Fatal("the pruner did not delete the expired session")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v after cancel, want nil", err)
+	}
 }

@@ -75,19 +75,17 @@ type Manager struct {
 
 // NewManager returns a Manager over the given stores, issuing tokens with
 // issuer and checking them with verifier. It registers
-// authd_tokens_issued_total and authd_tokens_revoked_total on reg (nil: not
-// registered). A nil now means time.Now.
+// authd_tokens_issued_total and authd_tokens_revoked_total on reg.
 func NewManager(sessions auth.SessionStore, state auth.StateStore, issuer *token.Issuer, verifier *token.Verifier,
 	p Params, now func() time.Time, reg prometheus.Registerer,
 ) (*Manager, error) {
 	switch {
 	case sessions == nil || state == nil || issuer == nil || verifier == nil:
 		return nil, errors.New("session: a store, issuer or verifier is missing")
+	case now == nil || reg == nil:
+		return nil, errors.New("session: a clock and a registerer are required")
 	case p.AccessTTL <= 0 || p.RefreshTTL <= 0:
 		return nil, fmt.Errorf("session: access TTL %v and refresh TTL %v must be positive", p.AccessTTL, p.RefreshTTL)
-	}
-	if now == nil {
-		now = time.Now
 	}
 	m := &Manager{
 		sessions: sessions, state: state, issuer: issuer, verifier: verifier, p: p, now: now,
@@ -100,11 +98,9 @@ func NewManager(sessions auth.SessionStore, state auth.StateStore, issuer *token
 			Help: "Revocations: access tokens revoked at logout plus sessions (refresh families) revoked by logout, reuse detection or a password change.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.issued, m.revoked} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("session: register metrics: %w", err)
-			}
+	for _, c := range []prometheus.Collector{m.issued, m.revoked} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("session: register metrics: %w", err)
 		}
 	}
 	return m, nil

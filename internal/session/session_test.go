@@ -16,7 +16,6 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/clocktest"
-	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/token"
 )
 
@@ -341,7 +340,7 @@ func TestIntrospect(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, openSQLite(t), memstate.New(time.Now), clocktest.New(time.Now()))
+	e := newEnv(t, openSQLite(t), memStore(t, time.Now), clocktest.New(time.Now()))
 	counts := func() (issued, revoked float64) {
 		mfs, err := e.reg.Gather()
 		if err != nil {
@@ -378,12 +377,15 @@ func TestMetrics(t *testing.T) {
 func TestNewManagerRegistersOnce(t *testing.T) {
 	t.Parallel()
 	db := openSQLite(t)
-	e := newEnv(t, db, memstate.New(time.Now), clocktest.New(time.Now()))
-	if _, err := NewManager(db, e.state, e.m.issuer, e.ver, testParams, nil, e.reg); err == nil {
+	e := newEnv(t, db, memStore(t, time.Now), clocktest.New(time.Now()))
+	if _, err := NewManager(db, e.state, e.m.issuer, e.ver, testParams, time.Now, e.reg); err == nil {
 		t.Error("a second Manager registered the same metrics on one registry")
 	}
-	if _, err := NewManager(db, e.state, e.m.issuer, e.ver, Params{AccessTTL: time.Minute}, nil, prometheus.NewRegistry()); err == nil {
+	if _, err := NewManager(db, e.state, e.m.issuer, e.ver, Params{AccessTTL: time.Minute}, time.Now, prometheus.NewRegistry()); err == nil {
 		t.Error("NewManager accepted a zero refresh TTL")
+	}
+	if _, err := NewManager(db, e.state, e.m.issuer, e.ver, testParams, nil, prometheus.NewRegistry()); err == nil {
+		t.Error("NewManager accepted a nil clock")
 	}
 }
 
@@ -395,12 +397,12 @@ func TestFailClosed(t *testing.T) {
 		t.Run(db.name, func(t *testing.T) {
 			t.Parallel()
 			clock := clocktest.New(time.Now())
-			live := newEnv(t, db.open(t), memstate.New(clock.Now), clock)
+			live := newEnv(t, db.open(t), memStore(t, clock.Now), clock)
 			p := live.start(t, live.user(t))
 			live.authOK(t, p.AccessToken) // the token is good and cached
 
 			dead := openDeadRedis(t)
-			m, err := NewManager(live.db, dead, live.m.issuer, live.ver, testParams, clock.Now, nil)
+			m, err := NewManager(live.db, dead, live.m.issuer, live.ver, testParams, clock.Now, prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -431,7 +433,7 @@ func TestFailClosed(t *testing.T) {
 func TestCutoffCoversEndedSessions(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, e *env) {
-		short, err := NewManager(e.db, e.state, e.m.issuer, e.ver, Params{AccessTTL: testParams.AccessTTL, RefreshTTL: 10 * time.Minute}, e.clock.Now, nil)
+		short, err := NewManager(e.db, e.state, e.m.issuer, e.ver, Params{AccessTTL: testParams.AccessTTL, RefreshTTL: 10 * time.Minute}, e.clock.Now, prometheus.NewRegistry())
 		if err != nil {
 			t.Fatal(err)
 		}

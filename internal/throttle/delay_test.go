@@ -62,7 +62,7 @@ func FuzzKeys(f *testing.F) {
 	for _, s := range []string{"alice@example.com", "", "{", "}:a", "\x00\xff", strings.Repeat("x", 300)} {
 		f.Add(s, "203.0.113.7")
 	}
-	th := New(nil, Params{}, time.Now)
+	th := &Throttle{p: Params{}.withDefaults(), now: time.Now} // keys needs no store
 	f.Fuzz(func(t *testing.T, email, client string) {
 		k := th.keys(email, client)
 		for _, key := range []string{k.attempts, k.failures, k.window, k.claim, k.pairFails, k.pairWindow} {

@@ -13,7 +13,14 @@ import (
 func Example() {
 	ctx := context.Background()
 	clock := clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	th := throttle.New(memstate.New(clock.Now), throttle.Params{}, clock.Now)
+	st, err := memstate.New(memstate.Params{}, clock.Now)
+	if err != nil {
+		panic(err)
+	}
+	th, err := throttle.New(st, throttle.Params{}, clock.Now)
+	if err != nil {
+		panic(err)
+	}
 
 	// A guesser: each admitted attempt fails.
 	for range 8 {

@@ -164,9 +164,13 @@ type Throttle struct {
 }
 
 // New returns a Throttle that keeps its counts in st, with p's zero fields
-// set to the defaults and time read from now.
-func New(st auth.StateStore, p Params, now func() time.Time) *Throttle {
-	return &Throttle{st: st, p: p.withDefaults(), now: now}
+// set to the defaults and time read from now. A nil store or clock is an
+// error.
+func New(st auth.StateStore, p Params, now func() time.Time) (*Throttle, error) {
+	if st == nil || now == nil {
+		return nil, errors.New("throttle: a store and a clock are required")
+	}
+	return &Throttle{st: st, p: p.withDefaults(), now: now}, nil
 }
 
 // keys names the entries of one account and one of its clients.

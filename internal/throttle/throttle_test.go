@@ -74,11 +74,29 @@ func newEnv(t *testing.T, b backend, p throttle.Params) *env {
 	clock := clocktest.New(epoch)
 	var st auth.StateStore
 	if b.name == "memstate" {
-		st = memstate.New(clock.Now)
+		st = memStore(t, clock.Now)
 	} else {
 		st = b.newStore(t)
 	}
-	return &env{th: throttle.New(st, p, clock.Now), clock: clock, st: st}
+	return &env{th: newThrottle(t, st, p, clock.Now), clock: clock, st: st}
+}
+
+func memStore(t testing.TB, now func() time.Time) *memstate.Store {
+	t.Helper()
+	st, err := memstate.New(memstate.Params{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func newThrottle(t testing.TB, st auth.StateStore, p throttle.Params, now func() time.Time) *throttle.Throttle {
+	t.Helper()
+	th, err := throttle.New(st, p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return th
 }
 
 // forEachBackend runs fn as a parallel subtest per backend.
@@ -385,8 +403,8 @@ func TestKeysHideEmailAndClient(t *testing.T) {
 	t.Parallel()
 	run := func(p throttle.Params) map[string]bool {
 		clock := clocktest.New(epoch)
-		rec := &recordingStore{StateStore: memstate.New(clock.Now), keys: make(map[string]bool)}
-		th := throttle.New(rec, p, clock.Now)
+		rec := &recordingStore{StateStore: memStore(t, clock.Now), keys: make(map[string]bool)}
+		th := newThrottle(t, rec, p, clock.Now)
 		ctx := t.Context()
 		for range 7 {
 			if _, err := th.Check(ctx, alice, clientA); err != nil {
@@ -474,7 +492,7 @@ func TestStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	th := throttle.New(redis.NewStore(c, "authdtest:"), throttle.Params{}, time.Now)
+	th := newThrottle(t, redis.NewStore(c, "authdtest:"), throttle.Params{}, time.Now)
 	ctx := t.Context()
 	if wait, err := th.Check(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) || wait != 0 {
 		t.Errorf("Check = %v, %v; want 0, ErrUnavailable", wait, err)
@@ -494,7 +512,7 @@ func BenchmarkLogin(b *testing.B) {
 		name string
 		st   func(b *testing.B) auth.StateStore
 	}{
-		{"memstate", func(*testing.B) auth.StateStore { return memstate.New(time.Now) }},
+		{"memstate", func(b *testing.B) auth.StateStore { return memStore(b, time.Now) }},
 	}
 	if os.Getenv(redistest.EnvVar) != "" {
 		stores = append(stores, struct {
@@ -504,7 +522,7 @@ func BenchmarkLogin(b *testing.B) {
 	}
 	for _, s := range stores {
 		b.Run("store="+s.name, func(b *testing.B) {
-			th := throttle.New(s.st(b), throttle.Params{}, time.Now)
+			th := newThrottle(b, s.st(b), throttle.Params{}, time.Now)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				email := "user" + string(rune('a'+i%26)) + "@example.com"
