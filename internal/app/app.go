@@ -227,18 +227,18 @@ func keyParams(cfg *config.Config) token.KeyParams {
 // AUTHD_DATABASE_URL and adds it to life, to close last.
 func openDatabase(ctx context.Context, life *Lifetime, cfg *config.Config, now func() time.Time, logger *slog.Logger) (Stores, string, error) {
 	if path, ok := strings.CutPrefix(cfg.DatabaseURL, "sqlite:"); ok {
-		s, err := sqlite.Open(ctx, path, sqlite.WithClock(now), sqlite.WithLogger(logger))
+		s, err := sqlite.Open(ctx, path, now, logger)
 		if err != nil {
 			return nil, "", fmt.Errorf("open database (AUTHD_DATABASE_URL): %w", err)
 		}
 		life.Add(Part{Name: "database", Close: func(context.Context) error { return s.Close() }})
 		return s, "sqlite", nil
 	}
-	s, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.WithClock(now), postgres.WithLogger(logger))
+	s, err := postgres.Open(ctx, cfg.DatabaseURL, now, logger)
 	if err != nil {
 		return nil, "", fmt.Errorf("open database (AUTHD_DATABASE_URL): %w", err)
 	}
-	life.Add(Part{Name: "database", Close: func(context.Context) error { s.Close(); return nil }})
+	life.Add(Part{Name: "database", Close: func(context.Context) error { return s.Close() }})
 	return s, "postgres", nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -51,7 +52,7 @@ type options struct {
 // memDB is an in-memory SQLite store, closed when the test ends.
 func memDB(t *testing.T) stores {
 	t.Helper()
-	s, err := sqlite.Open(t.Context(), ":memory:")
+	s, err := sqlite.Open(t.Context(), ":memory:", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +69,11 @@ func backends(t *testing.T, fn func(t *testing.T, open func(t *testing.T) stores
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		fn(t, func(t *testing.T) stores {
-			s, err := postgres.Open(t.Context(), pgtest.SchemaURL(t))
+			s, err := postgres.Open(t.Context(), pgtest.SchemaURL(t), time.Now, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(s.Close)
+			t.Cleanup(func() { s.Close() })
 			return s
 		})
 	})

@@ -69,32 +69,14 @@ type Store struct {
 	now  func() time.Time
 }
 
-// Option configures Open.
-type Option func(*options)
-
-type options struct {
-	now func() time.Time
-	log *slog.Logger
-}
-
-// WithClock sets the clock used for the timestamps the store fills in itself
-// (User.CreatedAt/UpdatedAt and SigningKey.CreatedAt when zero). Default time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
-}
-
-// WithLogger sets the logger that reports applied migrations. Default: none.
-func WithLogger(log *slog.Logger) Option {
-	return func(o *options) { o.log = log }
-}
-
 // Open connects to the database at url (postgres://…), applies any pending
 // migrations, and returns once the store is usable. It blocks while another
-// instance migrates the same schema. The caller must Close the Store.
-func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
-	o := options{now: time.Now, log: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		opt(&o)
+// instance migrates the same schema. now is the clock of the timestamps the store fills in itself
+// (User.CreatedAt/UpdatedAt, SigningKey.CreatedAt when zero); logger reports
+// applied migrations. The caller must Close the Store.
+func Open(ctx context.Context, url string, now func() time.Time, logger *slog.Logger) (*Store, error) {
+	if now == nil || logger == nil {
+		return nil, errors.New("postgres: open: a clock and a logger are required")
 	}
 	cfg, err := pgxpool.ParseConfig(url) // its errors carry the URL with the password redacted
 	if err != nil {
@@ -107,11 +89,11 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, opErr("open", err)
 	}
-	if err := migrate(ctx, pool, o.log); err != nil {
+	if err := migrate(ctx, pool, logger); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, now: o.now}, nil
+	return &Store{pool: pool, now: now}, nil
 }
 
 // migrate applies the embedded migrations under a session advisory lock
@@ -172,8 +154,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes the pool; it waits for connections in use to be released.
-func (s *Store) Close() {
+// It implements io.Closer and always returns nil.
+func (s *Store) Close() error {
 	s.pool.Close()
+	return nil
 }
 
 // querier is what the store's statements need: the pool and pgx.Tx both have it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -28,11 +29,11 @@ func TestMain(m *testing.M) {
 // schema is dropped: cleanups run last-registered first).
 func openT(t testing.TB, dbURL string) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), dbURL)
+	s, err := Open(t.Context(), dbURL, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -69,7 +70,7 @@ func TestConcurrentOpen(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), dbURL) })
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), dbURL, time.Now, slog.New(slog.DiscardHandler)) })
 	}
 	wg.Wait()
 	for i := range n {
@@ -77,7 +78,7 @@ func TestConcurrentOpen(t *testing.T) {
 			t.Errorf("Open #%d: %v", i, errs[i])
 			continue
 		}
-		t.Cleanup(stores[i].Close)
+		t.Cleanup(func() { stores[i].Close() })
 	}
 	if t.Failed() {
 		return
@@ -101,7 +102,7 @@ func TestMissingSchema(t *testing.T) {
 	q := u.Query()
 	q.Set("search_path", "authd_t_does_not_exist")
 	u.RawQuery = q.Encode()
-	if s, err := Open(t.Context(), u.String()); err == nil {
+	if s, err := Open(t.Context(), u.String(), time.Now, slog.New(slog.DiscardHandler)); err == nil {
 		s.Close()
 		t.Fatal("Open with a missing schema succeeded")
 	}
@@ -116,7 +117,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens here now
-	_, err = Open(t.Context(), "postgres://authd:secret-password@"+addr+"/authd?connect_timeout=5")
+	_, err = Open(t.Context(), "postgres://authd:secret-password@"+addr+"/authd?connect_timeout=5", time.Now, slog.New(slog.DiscardHandler))
 	if !errors.Is(err, auth.ErrUnavailable) {
 		t.Fatalf("Open: %v, want ErrUnavailable", err)
 	}

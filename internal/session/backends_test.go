@@ -144,7 +144,7 @@ func randomHex(t testing.TB, n int) string {
 
 func openSQLite(t *testing.T) stores {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), ":memory:")
+	st, err := sqlite.Open(t.Context(), ":memory:", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
@@ -166,11 +166,11 @@ func openPostgres(t *testing.T) stores {
 	q := u.Query()
 	q.Set("pool_max_conns", "8")
 	u.RawQuery = q.Encode()
-	st, err := postgres.Open(t.Context(), u.String())
+	st, err := postgres.Open(t.Context(), u.String(), time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("postgres.Open: %v", err)
 	}
-	t.Cleanup(st.Close) // before the schema is dropped: cleanups run last-registered first
+	t.Cleanup(func() { st.Close() }) // before the schema is dropped: cleanups run last-registered first
 	return st
 }
 

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // check: Verify alone (a cache hit), and Authenticate (the same plus one
 // MGET of the revocation keys) on memstate and on Redis.
 func BenchmarkAuthenticate(b *testing.B) {
-	db, err := sqlite.Open(context.Background(), ":memory:")
+	db, err := sqlite.Open(context.Background(), ":memory:", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

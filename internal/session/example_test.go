@@ -20,7 +20,7 @@ import (
 // A login, a protected request, a logout.
 func Example() {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, ":memory:")
+	db, err := sqlite.Open(ctx, ":memory:", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -78,34 +78,16 @@ type Store struct {
 	userByID, userByEmail *sql.Stmt
 }
 
-// Option configures Open.
-type Option func(*options)
-
-type options struct {
-	now func() time.Time
-	log *slog.Logger
-}
-
-// WithClock sets the clock used for the timestamps the store fills in itself
-// (User.CreatedAt/UpdatedAt and SigningKey.CreatedAt when zero). Default time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
-}
-
-// WithLogger sets the logger that reports applied migrations. Default: none.
-func WithLogger(log *slog.Logger) Option {
-	return func(o *options) { o.log = log }
-}
-
 // Open opens (creating if needed) the SQLite database at path, a file path
 // or ":memory:", and applies any pending migrations before returning. The
 // caller strips the "sqlite:" prefix of AUTHD_DATABASE_URL; path is taken
 // literally, not as a URI. Several Stores, even in several processes, may open
-// the same file. The caller must Close the Store.
-func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	o := options{now: time.Now, log: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		opt(&o)
+// the same file. now is the clock of the timestamps the store fills in itself
+// (User.CreatedAt/UpdatedAt, SigningKey.CreatedAt when zero); logger reports
+// applied migrations. The caller must Close the Store.
+func Open(ctx context.Context, path string, now func() time.Time, logger *slog.Logger) (*Store, error) {
+	if now == nil || logger == nil {
+		return nil, errors.New("sqlite: open: a clock and a logger are required")
 	}
 	if path == "" {
 		return nil, errors.New("sqlite: open: empty path")
@@ -143,12 +125,12 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
-	s := &Store{write: write, read: write, now: o.now}
+	s := &Store{write: write, read: write, now: now}
 
 	if err := pingBusy(ctx, write); err != nil {
 		return nil, errors.Join(opErr(fmt.Sprintf("open %q", path), err), s.Close())
 	}
-	if err := migrate(ctx, write, o.log); err != nil {
+	if err := migrate(ctx, write, logger); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
 	if memory {

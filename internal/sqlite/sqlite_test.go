@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,9 +23,9 @@ func TestMain(m *testing.M) {
 
 func openT(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), path)
+	s, err := Open(t.Context(), path, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
-		t.Fatalf("Open(%q): %v", path, err)
+		t.Fatalf("Open(%q, time.Now, slog.New(slog.DiscardHandler)): %v", path, err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
@@ -67,7 +68,7 @@ func TestOpenOddPath(t *testing.T) {
 func TestReopenKeepsData(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "authd.db")
-	s, err := Open(t.Context(), path)
+	s, err := Open(t.Context(), path, time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -94,7 +95,7 @@ func TestConcurrentOpen(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path, time.Now, slog.New(slog.DiscardHandler)) })
 	}
 	wg.Wait()
 	for i := range n {
@@ -207,7 +208,7 @@ func TestLockedIsUnavailable(t *testing.T) {
 
 func ExampleOpen() {
 	ctx := context.Background()
-	s, err := Open(ctx, ":memory:") // AUTHD_DATABASE_URL=sqlite::memory:
+	s, err := Open(ctx, ":memory:", time.Now, slog.New(slog.DiscardHandler)) // AUTHD_DATABASE_URL=sqlite::memory:
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -224,7 +225,7 @@ func ExampleOpen() {
 }
 
 func BenchmarkStore(b *testing.B) {
-	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "authd.db"))
+	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "authd.db"), time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

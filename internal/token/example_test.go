@@ -14,7 +14,7 @@ import (
 // The keyring lives in the database; the issuer and the verifier share it.
 func Example() {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, ":memory:")
+	db, err := sqlite.Open(ctx, ":memory:", time.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"testing"
@@ -21,7 +22,7 @@ var realStores = []struct {
 	{"sqlite", func(t *testing.T) func(t *testing.T) auth.KeyStore {
 		path := filepath.Join(t.TempDir(), "authd.db")
 		return func(t *testing.T) auth.KeyStore {
-			st, err := sqlite.Open(t.Context(), path)
+			st, err := sqlite.Open(t.Context(), path, time.Now, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatalf("sqlite.Open: %v", err)
 			}
@@ -32,11 +33,11 @@ var realStores = []struct {
 	{"postgres", func(t *testing.T) func(t *testing.T) auth.KeyStore {
 		dsn := postgresSchema(t)
 		return func(t *testing.T) auth.KeyStore {
-			st, err := postgres.Open(t.Context(), dsn)
+			st, err := postgres.Open(t.Context(), dsn, time.Now, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatalf("postgres.Open: %v", err)
 			}
-			t.Cleanup(st.Close)
+			t.Cleanup(func() { st.Close() })
 			return st
 		}
 	}},
