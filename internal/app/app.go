@@ -192,12 +192,18 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notify.NewLog(logger, cfg.PublicURL), now, logger, reg)
+	notifier, err := notify.NewLog(notify.Params{PublicURL: cfg.PublicURL}, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notifier, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}
 
-	s.Ready = httpapi.NewReadiness(logger, time.Second, checks...)
+	if s.Ready, err = httpapi.NewReadiness(checks, time.Second, logger); err != nil {
+		return nil, err
+	}
 	s.API, err = httpapi.NewServer(httpapi.Deps{
 		Ready:    s.Ready,
 		Clients:  clientip.NewResolver(cfg.TrustedProxies),

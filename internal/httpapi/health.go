@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -25,9 +26,19 @@ type Readiness struct {
 	draining atomic.Bool
 }
 
-// NewReadiness returns a Readiness over checks, each bounded by timeout.
-func NewReadiness(logger *slog.Logger, timeout time.Duration, checks ...Check) *Readiness {
-	return &Readiness{checks: checks, timeout: timeout, logger: logger}
+// NewReadiness returns a Readiness over checks, each bounded by timeout. It
+// returns an error for a check without a probe, a non-positive timeout or a
+// nil logger.
+func NewReadiness(checks []Check, timeout time.Duration, logger *slog.Logger) (*Readiness, error) {
+	for _, c := range checks {
+		if c.Name == "" || c.Probe == nil {
+			return nil, errors.New("httpapi: a readiness check needs a name and a probe")
+		}
+	}
+	if timeout <= 0 || logger == nil {
+		return nil, errors.New("httpapi: readiness needs a positive timeout and a logger")
+	}
+	return &Readiness{checks: checks, timeout: timeout, logger: logger}, nil
 }
 
 // Drain makes /readyz answer 503 from now on; shutdown calls it first so

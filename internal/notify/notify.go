@@ -7,6 +7,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/authd/authd/internal/auth"
@@ -19,10 +20,20 @@ type Log struct {
 	publicURL string
 }
 
-// NewLog returns a Log notifier. publicURL is the configured base of every
-// link (AUTHD_PUBLIC_URL), never a request's Host header.
-func NewLog(logger *slog.Logger, publicURL string) *Log {
-	return &Log{logger: logger.With("component", "notify"), publicURL: publicURL}
+// Params configures a notifier.
+type Params struct {
+	// PublicURL is the configured base of every link (AUTHD_PUBLIC_URL),
+	// never a request's Host header.
+	PublicURL string
+}
+
+// NewLog returns a Log notifier. It returns an error without a public URL
+// or a logger.
+func NewLog(p Params, logger *slog.Logger) (*Log, error) {
+	if p.PublicURL == "" || logger == nil {
+		return nil, errors.New("notify: a public URL and a logger are required")
+	}
+	return &Log{logger: logger.With("component", "notify"), publicURL: p.PublicURL}, nil
 }
 
 // Welcome logs the welcome email that a provider would deliver.
