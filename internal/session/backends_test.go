@@ -14,8 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/clocktest"
-	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/postgres/pgtest"
 	"github.com/authd/authd/internal/redis"
@@ -35,15 +35,6 @@ func TestMain(m *testing.M) {
 
 // deadRedisAddr has nothing listening: the fail-closed tests point at it.
 const deadRedisAddr = "127.0.0.1:1"
-
-func memStore(t testing.TB, now func() time.Time) *memstate.Store {
-	t.Helper()
-	st, err := memstate.New(memstate.Params{}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 var testSecret = bytes.Repeat([]byte{42}, 32)
 
@@ -80,7 +71,7 @@ var (
 		name string
 		open func(t *testing.T, clock *clocktest.Clock) auth.StateStore
 	}{
-		{"memstate", func(t *testing.T, clock *clocktest.Clock) auth.StateStore { return memStore(t, clock.Now) }},
+		{"memstate", func(t *testing.T, clock *clocktest.Clock) auth.StateStore { return statetest.Memory(t, clock.Now) }},
 		{"redis", func(t *testing.T, _ *clocktest.Clock) auth.StateStore { return openRedis(t) }},
 	}
 )

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/sqlite"
 )
@@ -25,7 +26,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		name  string
 		state func(b *testing.B) auth.StateStore
 	}{
-		{"memstate", func(b *testing.B) auth.StateStore { return memStore(b, clock.Now) }},
+		{"memstate", func(b *testing.B) auth.StateStore { return statetest.Memory(b, clock.Now) }},
 		{"redis", func(b *testing.B) auth.StateStore { return openRedis(b) }},
 	}
 	for _, bc := range cases {

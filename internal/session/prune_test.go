@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/clocktest"
 )
 
@@ -81,7 +82,7 @@ func TestRestoreRevocationsAfterStateLoss(t *testing.T) {
 // ends (goleak checks nothing is left running).
 func TestPrunerRunsAndStops(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, openSQLite(t), memStore(t, time.Now), clocktest.New(time.Now()))
+	e := newEnv(t, openSQLite(t), statetest.Memory(t, time.Now), clocktest.New(time.Now()))
 	if _, err := NewPruner(e.m, PrunerParams{Every: -time.Second}, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("NewPruner accepted a negative period")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/token"
 )
@@ -340,7 +341,7 @@ func TestIntrospect(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, openSQLite(t), memStore(t, time.Now), clocktest.New(time.Now()))
+	e := newEnv(t, openSQLite(t), statetest.Memory(t, time.Now), clocktest.New(time.Now()))
 	counts := func() (issued, revoked float64) {
 		mfs, err := e.reg.Gather()
 		if err != nil {
@@ -377,7 +378,7 @@ func TestMetrics(t *testing.T) {
 func TestNewManagerRegistersOnce(t *testing.T) {
 	t.Parallel()
 	db := openSQLite(t)
-	e := newEnv(t, db, memStore(t, time.Now), clocktest.New(time.Now()))
+	e := newEnv(t, db, statetest.Memory(t, time.Now), clocktest.New(time.Now()))
 	if _, err := NewManager(db, e.state, e.m.issuer, e.ver, testParams, time.Now, e.reg); err == nil {
 		t.Error("a second Manager registered the same metrics on one registry")
 	}
@@ -397,7 +398,7 @@ func TestFailClosed(t *testing.T) {
 		t.Run(db.name, func(t *testing.T) {
 			t.Parallel()
 			clock := clocktest.New(time.Now())
-			live := newEnv(t, db.open(t), memStore(t, clock.Now), clock)
+			live := newEnv(t, db.open(t), statetest.Memory(t, clock.Now), clock)
 			p := live.start(t, live.user(t))
 			live.authOK(t, p.AccessToken) // the token is good and cached
 

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/auth/statetest"
 	"github.com/authd/authd/internal/clocktest"
-	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/redis/redistest"
 	"github.com/authd/authd/internal/throttle"
@@ -74,20 +74,11 @@ func newEnv(t *testing.T, b backend, p throttle.Params) *env {
 	clock := clocktest.New(epoch)
 	var st auth.StateStore
 	if b.name == "memstate" {
-		st = memStore(t, clock.Now)
+		st = statetest.Memory(t, clock.Now)
 	} else {
 		st = b.newStore(t)
 	}
 	return &env{th: newThrottle(t, st, p, clock.Now), clock: clock, st: st}
-}
-
-func memStore(t testing.TB, now func() time.Time) *memstate.Store {
-	t.Helper()
-	st, err := memstate.New(memstate.Params{}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 func newThrottle(t testing.TB, st auth.StateStore, p throttle.Params, now func() time.Time) *throttle.Throttle {
@@ -403,7 +394,7 @@ func TestKeysHideEmailAndClient(t *testing.T) {
 	t.Parallel()
 	run := func(p throttle.Params) map[string]bool {
 		clock := clocktest.New(epoch)
-		rec := &recordingStore{StateStore: memStore(t, clock.Now), keys: make(map[string]bool)}
+		rec := &recordingStore{StateStore: statetest.Memory(t, clock.Now), keys: make(map[string]bool)}
 		th := newThrottle(t, rec, p, clock.Now)
 		ctx := t.Context()
 		for range 7 {
@@ -512,7 +503,7 @@ func BenchmarkLogin(b *testing.B) {
 		name string
 		st   func(b *testing.B) auth.StateStore
 	}{
-		{"memstate", func(b *testing.B) auth.StateStore { return memStore(b, time.Now) }},
+		{"memstate", func(b *testing.B) auth.StateStore { return statetest.Memory(b, time.Now) }},
 	}
 	if os.Getenv(redistest.EnvVar) != "" {
 		stores = append(stores, struct {
