@@ -85,7 +85,9 @@ func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv f
 	if err != nil {
 		return err
 	}
-	// Stopped first: /readyz answers 503 while the listeners drain.
+	// Added last, stopped first: /readyz answers 503 while the listeners
+	// drain. A step between the two (a pause for load balancers to notice)
+	// is a part added just before this one.
 	life.Add(app.Part{Name: "readiness", Close: func(context.Context) error { svc.Ready.Drain(); return nil }})
 
 	life.Start(ctx)
