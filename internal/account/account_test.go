@@ -148,22 +148,53 @@ func TestUnknownEmailAndWrongPasswordLookAlike(t *testing.T) {
 // hashesDone reads authd_hash_jobs_total{outcome="done"}.
 func (f *fixture) hashesDone(t *testing.T) float64 {
 	t.Helper()
+	return f.counter(t, "authd_hash_jobs_total", "outcome", "done")
+}
+
+// counter reads the series of the counter name whose label is value.
+func (f *fixture) counter(t *testing.T, name, label, value string) float64 {
+	t.Helper()
 	mfs, err := f.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "authd_hash_jobs_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == "done" {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	t.Fatal(`authd_hash_jobs_total{outcome="done"} not found`)
+	t.Fatalf("%s{%s=%q} not found", name, label, value)
 	return 0
+}
+
+// TestThrottledLoginCounted checks that account counts the logins its
+// throttle refuses in authd_ratelimit_rejections_total{scope="account"},
+// the family it shares with the per-client limiter.
+func TestThrottledLoginCounted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
+		t.Fatal(err)
+	}
+	var throttled int
+	for range 10 {
+		_, err := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c")
+		var te *account.ThrottledError
+		if errors.As(err, &te) {
+			throttled++
+		}
+	}
+	if throttled == 0 {
+		t.Fatal("ten failed logins in a row were never throttled")
+	}
+	if got := f.counter(t, "authd_ratelimit_rejections_total", "scope", "account"); int(got) != throttled {
+		t.Errorf(`authd_ratelimit_rejections_total{scope="account"} = %v, want %d`, got, throttled)
+	}
 }
