@@ -33,9 +33,10 @@ func TestEarlyFailureLeaksNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			adminAddr := freeAddr(t)
 			vars := map[string]string{
 				"AUTHD_HTTP_ADDR":    "127.0.0.1:0",
-				"AUTHD_ADMIN_ADDR":   "127.0.0.1:0",
+				"AUTHD_ADMIN_ADDR":   adminAddr,
 				"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "authd.db"),
 				"AUTHD_HASH_WORKERS": "2",
 			}
@@ -45,6 +46,14 @@ func TestEarlyFailureLeaksNothing(t *testing.T) {
 			err := run(context.Background(), nil, func(k string) string { return vars[k] }, io.Discard, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("run = %v, want an error naming %s", err, tc.want)
+			}
+			// The listener opened before the failure is closed too.
+			if tc.name == "public port busy" {
+				ln, err := net.Listen("tcp", adminAddr)
+				if err != nil {
+					t.Fatalf("the admin listener outlived run: %v", err)
+				}
+				ln.Close()
 			}
 		})
 	}

@@ -103,8 +103,9 @@ func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv f
 }
 
 // listen opens addr and adds to life a part serving h on it, which Close
-// shuts down gracefully; it returns the address listened on. writeTimeout bounds one response (pprof profiles
-// take 30 s by default on the admin listener).
+// shuts down gracefully; it returns the address listened on. writeTimeout
+// bounds one response (pprof profiles take 30 s by default on the admin
+// listener).
 func listen(life *app.Lifetime, name, addr, setting string, h http.Handler, writeTimeout time.Duration, logger *slog.Logger) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -120,7 +121,15 @@ func listen(life *app.Lifetime, name, addr, setting string, h http.Handler, writ
 			}
 			return nil
 		},
-		Close: srv.Shutdown,
+		Close: func(ctx context.Context) error {
+			err := srv.Shutdown(ctx)
+			// Shutdown closes only what Serve took: a listener that never
+			// served (a later step of start-up failed) is closed here.
+			if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+				err = errors.Join(err, cerr)
+			}
+			return err
+		},
 	})
 	return ln.Addr(), nil
 }
