@@ -25,7 +25,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// In the server: go ring.Run(ctx) under the errgroup, to pick up rotations.
+	// In the server, ring.Run is one of the parts run starts: it picks up rotations.
 	p := token.Params{Issuer: "https://auth.example.com", Audience: "authd", AccessTTL: 15 * time.Minute}
 	issuer, err := token.NewIssuer(ring, p, time.Now)
 	if err != nil {
