@@ -344,7 +344,7 @@ func databaseURL(v string) error {
 	switch {
 	case strings.HasPrefix(v, "sqlite:"):
 		if strings.TrimPrefix(v, "sqlite:") == "" {
-			return errors.New("sqlite: needs a path, or :memory:")
+			return errors.New("sqlite: needs a path (or :memory:)")
 		}
 		return nil
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):

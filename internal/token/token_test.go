@@ -277,7 +277,7 @@ func TestVerifyJWKSWithGoJose(t *testing.T) {
 	if err := json.Unmarshal(f.ring.JWKS(), &set); err != nil {
 		t.Fatalf("JWKS does not parse as a JWK set: %v\n%s", err, f.ring.JWKS())
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		t.Fatalf("go-jose parse: %v", err)
 	}
