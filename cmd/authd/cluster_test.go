@@ -54,11 +54,12 @@ func clusterEnv(t *testing.T, redisAt string) map[string]string {
 		"AUTHD_DATABASE_URL":     dbURL,
 		"AUTHD_REDIS_URL":        redisAt,
 		"AUTHD_REDIS_KEY_PREFIX": redistest.Prefix(t, c),
+		"AUTHD_SECRET_KEY":       strings.Repeat("s", 32), // required with PostgreSQL
 	}
 }
 
 // startAll launches n instances with env at once (so they race on the
-// fresh schema: migrations, the first signing key, the generated secret)
+// fresh schema: migrations, the first signing key)
 // and waits until every one is healthy.
 func startAll(t *testing.T, env map[string]string, n int) []*instance {
 	t.Helper()

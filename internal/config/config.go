@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,7 +45,7 @@ type Config struct {
 	KeyReloadInterval time.Duration // how often signing keys are re-read
 	JWTIssuer         string
 	JWTAudience       string
-	SecretKey         string // empty: generated and stored (development only)
+	SecretKey         string // empty: generated and stored (SQLite only, development)
 	PublicURL         string // default: derived from HTTPAddr
 
 	ShutdownTimeout time.Duration
@@ -181,7 +182,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"AUTHD_SECRET_KEY", "secret-key", "", "at least 32 bytes; encrypts TOTP secrets and signing keys at rest (default: generated and stored, development only)", true, func(c *Config, v string) error {
+		{"AUTHD_SECRET_KEY", "secret-key", "", "at least 32 bytes; encrypts TOTP secrets and signing keys at rest (required with PostgreSQL; with SQLite default: generated and stored, development only)", true, func(c *Config, v string) error {
 			c.SecretKey = v
 			if v != "" && len(v) < 32 {
 				return errors.New("must be at least 32 bytes")
@@ -264,6 +265,13 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	if c.JWTIssuer == "" {
 		c.JWTIssuer = c.PublicURL
 	}
+	// A generated secret is kept in the database beside the signing keys it
+	// seals: a copy of that database alone would mint tokens. Only the
+	// embedded SQLite default (development) may do without one.
+	if c.SecretKey == "" && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+		return nil, &Error{Env: "AUTHD_SECRET_KEY", Flag: "secret-key", Value: "",
+			Reason: "must be set with PostgreSQL: a generated key would be stored in the database beside the signing keys it protects"}
+	}
 	return c, nil
 }
 
@@ -293,9 +301,18 @@ func notImplemented(_ *Config, v string) error {
 // Usage writes every setting with its default.
 func Usage(out io.Writer) {
 	fmt.Fprintf(out, "Usage: authd [flags]\n       authd keys rotate [flags]\n\nEvery setting is an environment variable and the same-named flag; a flag wins.\n\n")
+	UsageOf(out)
+}
+
+// UsageOf writes the settings named by envs (all of them when envs is empty)
+// with their defaults, as a table.
+func UsageOf(out io.Writer, envs ...string) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
 	for _, s := range settings() {
+		if len(envs) > 0 && !slices.Contains(envs, s.env) {
+			continue
+		}
 		def := s.def
 		if def == "" {
 			def = "(empty)"

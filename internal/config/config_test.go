@@ -174,3 +174,39 @@ func TestHelpListsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretKeyRequiredWithPostgres: a generated secret would be stored beside
+// the signing keys it seals, so only the SQLite default may do without one.
+func TestSecretKeyRequiredWithPostgres(t *testing.T) {
+	t.Parallel()
+	const pg = "postgres://authd@db:5432/authd"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		refused bool
+	}{
+		{"postgres without a secret", map[string]string{"AUTHD_DATABASE_URL": pg}, true},
+		{"postgresql:// without a secret", map[string]string{"AUTHD_DATABASE_URL": "postgresql://db/authd"}, true},
+		{"postgres with a secret", map[string]string{"AUTHD_DATABASE_URL": pg, "AUTHD_SECRET_KEY": strings.Repeat("k", 32)}, false},
+		{"sqlite file without a secret", map[string]string{"AUTHD_DATABASE_URL": "sqlite:authd.db"}, false},
+		{"sqlite in memory without a secret", map[string]string{"AUTHD_DATABASE_URL": "sqlite::memory:"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(nil, env(tc.env), nil)
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var se *Error
+			if !errors.As(err, &se) || se.Env != "AUTHD_SECRET_KEY" {
+				t.Fatalf("err = %v, want *Error naming AUTHD_SECRET_KEY", err)
+			}
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "PostgreSQL") {
+				t.Errorf("message %q: want one line that says why", msg)
+			}
+		})
+	}
+}
