@@ -198,7 +198,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notifier, now, logger, reg)
+	s.Accounts, err = account.NewService(db, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, sessions, notifier, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/clientip"
+	"github.com/authd/authd/internal/password"
 )
 
 // Config is every setting, parsed and validated.
@@ -36,6 +37,8 @@ type Config struct {
 
 	Hash   Hash
 	Argon2 Argon2
+
+	PasswordMinLength int // characters after NFKC; 8..64
 
 	RateLimit      RateLimit
 	TrustedProxies []netip.Prefix
@@ -152,6 +155,11 @@ func settings() []setting {
 			c.Argon2.Parallelism = uint8(n)
 			return nil
 		}},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "password-min-length", strconv.Itoa(password.DefaultMinLength),
+			fmt.Sprintf("least characters of a new password (%d to %d; NIST SP 800-63B-4: 15 when the password is the only factor)", password.MinRunes, password.MaxMinLength), false,
+			func(c *Config, v string) error {
+				return positiveInt(v, password.MinRunes, password.MaxMinLength, &c.PasswordMinLength)
+			}},
 		{"AUTHD_RATE_LIMIT_RPS", "rate-limit-rps", "5", "per-client sustained requests per second on the auth endpoints", false, func(c *Config, v string) error {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f <= 0 || f > 1e6 {

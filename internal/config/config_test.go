@@ -35,6 +35,9 @@ func TestDefaults(t *testing.T) {
 	if c.JWTIssuer != "http://localhost:8080" || c.JWTAudience != "authd" || c.PublicURL != "http://localhost:8080" {
 		t.Errorf("jwt defaults: %q %q %q", c.JWTIssuer, c.JWTAudience, c.PublicURL)
 	}
+	if c.PasswordMinLength != 15 {
+		t.Errorf("password minimum length %d, want NIST's 15", c.PasswordMinLength)
+	}
 	if c.ShutdownTimeout != 20*time.Second {
 		t.Errorf("shutdown timeout: %v", c.ShutdownTimeout)
 	}
@@ -75,6 +78,9 @@ func TestBadValues(t *testing.T) {
 		{"AUTHD_HTTP_ADDR", "8080"},
 		{"AUTHD_PUBLIC_URL", "ftp://x"},
 		{"AUTHD_SECRET_KEY", "short-secret"},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "7"},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "65"},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "long"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Parallel()
