@@ -190,7 +190,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 
 	// Registration and login, with the Guardian's per-account throttle.
-	thr, err := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
+	thr, err := throttle.New(state, throttle.Params{BaseDelay: cfg.AccountThrottleBaseDelay, MaxDelay: cfg.AccountThrottleMaxDelay, HashKey: keys.throttle}, now)
 	if err != nil {
 		return nil, err
 	}

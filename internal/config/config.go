@@ -43,6 +43,11 @@ type Config struct {
 	RateLimit      RateLimit
 	TrustedProxies []netip.Prefix
 
+	// The per-account login throttle's delays: the first, doubled with each
+	// further failure, up to the cap.
+	AccountThrottleBaseDelay time.Duration
+	AccountThrottleMaxDelay  time.Duration
+
 	AccessTokenTTL    time.Duration
 	RefreshTokenTTL   time.Duration
 	KeyReloadInterval time.Duration // how often signing keys are re-read
@@ -169,6 +174,12 @@ func settings() []setting {
 			return nil
 		}},
 		{"AUTHD_RATE_LIMIT_BURST", "rate-limit-burst", "20", "per-client burst on the auth endpoints", false, func(c *Config, v string) error { return positiveInt(v, 1, 1e6, &c.RateLimit.Burst) }},
+		{"AUTHD_ACCOUNT_THROTTLE_BASE_DELAY", "account-throttle-base-delay", "1s", "per-account login throttle: the delay after the free failures, doubled with each further failure", false, func(c *Config, v string) error {
+			return duration(v, time.Millisecond, time.Hour, &c.AccountThrottleBaseDelay)
+		}},
+		{"AUTHD_ACCOUNT_THROTTLE_MAX_DELAY", "account-throttle-max-delay", "15m", "per-account login throttle: the longest delay (raised to the base delay if below it)", false, func(c *Config, v string) error {
+			return duration(v, time.Millisecond, 24*time.Hour, &c.AccountThrottleMaxDelay)
+		}},
 		{"AUTHD_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed", false, func(c *Config, v string) error {
 			p, err := clientip.ParsePrefixes(v)
 			c.TrustedProxies = p

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authd/authd/internal/throttle"
 )
 
 func env(m map[string]string) func(string) string {
@@ -34,6 +36,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.JWTIssuer != "http://localhost:8080" || c.JWTAudience != "authd" || c.PublicURL != "http://localhost:8080" {
 		t.Errorf("jwt defaults: %q %q %q", c.JWTIssuer, c.JWTAudience, c.PublicURL)
+	}
+	if c.AccountThrottleBaseDelay != throttle.DefaultBaseDelay || c.AccountThrottleMaxDelay != throttle.DefaultMaxDelay {
+		t.Errorf("account throttle delays %v, %v; want the throttle's defaults", c.AccountThrottleBaseDelay, c.AccountThrottleMaxDelay)
 	}
 	if c.PasswordMinLength != 15 {
 		t.Errorf("password minimum length %d, want NIST's 15", c.PasswordMinLength)
@@ -78,6 +83,8 @@ func TestBadValues(t *testing.T) {
 		{"AUTHD_HTTP_ADDR", "8080"},
 		{"AUTHD_PUBLIC_URL", "ftp://x"},
 		{"AUTHD_SECRET_KEY", "short-secret"},
+		{"AUTHD_ACCOUNT_THROTTLE_BASE_DELAY", "0s"},
+		{"AUTHD_ACCOUNT_THROTTLE_MAX_DELAY", "48h"},
 		{"AUTHD_PASSWORD_MIN_LENGTH", "7"},
 		{"AUTHD_PASSWORD_MIN_LENGTH", "65"},
 		{"AUTHD_PASSWORD_MIN_LENGTH", "long"},
