@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -350,5 +351,46 @@ func TestLogoutSurvivesRestart(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&p)
 	if resp.StatusCode != http.StatusUnauthorized || p.Code != "token_revoked" {
 		t.Errorf("logged-out token after restart: %d %q, want 401 token_revoked", resp.StatusCode, p.Code)
+	}
+}
+
+// TestPasswordMinLength: AUTHD_PASSWORD_MIN_LENGTH reaches registration
+// (default 15, NIST's minimum for a single factor), and a password holding
+// the email's local part is refused whatever its length.
+func TestPasswordMinLength(t *testing.T) {
+	t.Parallel()
+	register := func(t *testing.T, in *instance, email, pw string) int {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"email": email, "password": pw})
+		resp, err := http.Post(in.base+"/v1/register", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		setting  string
+		pw       string
+		wantCode int
+	}{
+		{"", "apollo 11 crew", 400},              // 14 < the default 15
+		{"", "apollo 11 crew!", 201},             // 15
+		{"20", "apollo 11 crew, 1969", 201},      // 20
+		{"20", "apollo 11 crew 1969", 400},       // 19
+		{"8", "margaret.hamilton was here", 400}, // the local part
+		{"8", "lunar module", 201},               // 12 is enough at 8
+	} {
+		env := map[string]string{}
+		if tc.setting != "" {
+			env["AUTHD_PASSWORD_MIN_LENGTH"] = tc.setting
+		}
+		in := start(t, env)
+		if code := register(t, in, "margaret.hamilton@example.com", tc.pw); code != tc.wantCode {
+			t.Errorf("AUTHD_PASSWORD_MIN_LENGTH=%q: register with %d characters answered %d, want %d", tc.setting, len(tc.pw), code, tc.wantCode)
+		}
+		if err := in.stop(t); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

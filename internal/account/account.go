@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/password"
 	"github.com/authd/authd/internal/session"
 )
 
@@ -50,6 +51,7 @@ type Notifier interface {
 type Service struct {
 	users    auth.UserStore
 	hasher   Hasher
+	policy   password.Policy
 	throttle Throttle
 	sessions Sessions
 	notifier Notifier
@@ -61,12 +63,13 @@ type Service struct {
 	accountRejects prometheus.Counter
 }
 
-// NewService returns a Service. Its metrics are registered on reg:
-// authd_logins_total, authd_registrations_total, and the
+// NewService returns a Service that registers only passwords policy
+// accepts. Its metrics are registered on reg: authd_logins_total,
+// authd_registrations_total, and the
 // authd_ratelimit_rejections_total{scope="account"} series, counted when the
 // throttle refuses a login (the family is shared with the per-client
 // limiter, which counts scope="ip").
-func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions Sessions, notifier Notifier,
+func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, throttle Throttle, sessions Sessions, notifier Notifier,
 	now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if users == nil || hasher == nil || throttle == nil || sessions == nil || notifier == nil {
 		return nil, errors.New("account: a dependency is missing")
@@ -74,8 +77,11 @@ func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions
 	if now == nil || logger == nil || reg == nil {
 		return nil, errors.New("account: clock, logger and registerer are required")
 	}
+	if err := policy.Validate(); err != nil {
+		return nil, fmt.Errorf("account: %w", err)
+	}
 	s := &Service{
-		users: users, hasher: hasher, throttle: throttle, sessions: sessions, notifier: notifier,
+		users: users, hasher: hasher, policy: policy, throttle: throttle, sessions: sessions, notifier: notifier,
 		logger: logger, now: now,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_logins_total", Help: "Password logins by outcome.",
@@ -87,7 +93,7 @@ func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions
 	for _, o := range []string{"success", "invalid", "mfa_required", "throttled", "overloaded"} {
 		s.logins.WithLabelValues(o)
 	}
-	for _, o := range []string{"created", "email_taken", "overloaded", "error"} {
+	for _, o := range []string{"created", "email_taken", "weak_password", "overloaded", "error"} {
 		s.registrations.WithLabelValues(o)
 	}
 	for _, c := range []prometheus.Collector{s.logins, s.registrations} {
@@ -128,15 +134,19 @@ func (e *ThrottledError) Error() string             { return "account: login thr
 func (e *ThrottledError) Is(target error) bool      { return target == auth.ErrRateLimited }
 func (e *ThrottledError) RetryAfter() time.Duration { return e.Wait }
 
-// Register creates an account for a normalised, validated email and a
-// password that passed the policy. It returns auth.ErrEmailTaken when the
-// email is registered, and an error matching auth.ErrOverloaded when the
-// hash pool is full.
-func (s *Service) Register(ctx context.Context, email string, password auth.Password) (*auth.User, error) {
-	u, err := s.register(ctx, email, password)
+// Register creates an account for a normalised, validated email. It returns
+// a *password.PolicyError, before any other work, when the password does not
+// pass the policy (which includes not containing the email);
+// auth.ErrEmailTaken when the email is registered; and an error matching
+// auth.ErrOverloaded when the hash pool is full.
+func (s *Service) Register(ctx context.Context, email string, pw auth.Password) (*auth.User, error) {
+	u, err := s.register(ctx, email, pw)
+	var pe *password.PolicyError
 	switch {
 	case err == nil:
 		s.registrations.WithLabelValues("created").Inc()
+	case errors.As(err, &pe):
+		s.registrations.WithLabelValues("weak_password").Inc()
 	case errors.Is(err, auth.ErrEmailTaken):
 		s.registrations.WithLabelValues("email_taken").Inc()
 	case errors.Is(err, auth.ErrOverloaded):
@@ -147,7 +157,10 @@ func (s *Service) Register(ctx context.Context, email string, password auth.Pass
 	return u, err
 }
 
-func (s *Service) register(ctx context.Context, email string, password auth.Password) (*auth.User, error) {
+func (s *Service) register(ctx context.Context, email string, pw auth.Password) (*auth.User, error) {
+	if err := s.policy.Check(string(pw), email); err != nil {
+		return nil, err
+	}
 	if err := s.hasher.Admit(); err != nil {
 		return nil, err
 	}
@@ -158,7 +171,7 @@ func (s *Service) register(ctx context.Context, email string, password auth.Pass
 	} else if !errors.Is(err, auth.ErrNotFound) {
 		return nil, fmt.Errorf("account: register: %w", err)
 	}
-	hash, err := s.hasher.Hash(ctx, string(password))
+	hash, err := s.hasher.Hash(ctx, string(pw))
 	if err != nil {
 		return nil, fmt.Errorf("account: register: %w", err)
 	}

@@ -198,3 +198,37 @@ func TestThrottledLoginCounted(t *testing.T) {
 		t.Errorf(`authd_ratelimit_rejections_total{scope="account"} = %v, want %d`, got, throttled)
 	}
 }
+
+// TestRegisterAppliesThePolicyFirst: a password the policy refuses (too
+// short for NIST's single-factor 15, or holding the address) is refused
+// before any hashing or database work, and nothing is created.
+func TestRegisterAppliesThePolicyFirst(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	const email = "margaret.hamilton@example.com"
+	for _, tc := range []struct {
+		pw   string
+		want error
+	}{
+		{"apollo 11 crew", password.ErrTooShort}, // 14 characters
+		{"Margaret.Hamilton", password.ErrContainsUser},
+		{"i am margaret.hamilton of nasa", password.ErrContainsUser},
+		{"write to margaret.hamilton@example.com", password.ErrContainsUser},
+	} {
+		before := f.hashesDone(t)
+		_, err := f.svc.Register(t.Context(), email, auth.Password(tc.pw))
+		var pe *password.PolicyError
+		if !errors.Is(err, tc.want) || !errors.As(err, &pe) {
+			t.Errorf("Register with %q = %v, want %v", tc.pw, err, tc.want)
+		}
+		if got := f.hashesDone(t) - before; got != 0 {
+			t.Errorf("Register with %q hashed %v times", tc.pw, got)
+		}
+	}
+	if _, err := f.db.UserByEmail(t.Context(), email); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("a refused registration created the account: %v", err)
+	}
+	if _, err := f.svc.Register(t.Context(), email, "apollo guidance computer"); err != nil {
+		t.Fatalf("a good password: %v", err)
+	}
+}

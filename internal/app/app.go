@@ -8,8 +8,10 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -188,7 +190,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 
 	// Registration and login, with the Guardian's per-account throttle.
-	thr, err := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
+	thr, err := throttle.New(state, throttle.Params{BaseDelay: cfg.AccountThrottleBaseDelay, MaxDelay: cfg.AccountThrottleMaxDelay, HashKey: keys.throttle}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +198,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notifier, now, logger, reg)
+	s.Accounts, err = account.NewService(db, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, sessions, notifier, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -249,8 +251,18 @@ func openDatabase(ctx context.Context, life *Lifetime, cfg *config.Config, now f
 }
 
 // RotateKey adds a new signing key to the database named by cfg and returns
-// its kid; the database is closed before it returns.
+// its kid; the database is closed before it returns. It checks everything
+// before its one write: that an SQLite file exists, that the database already
+// holds signing keys (authd creates the first one when it starts: none means
+// a wrong AUTHD_DATABASE_URL), and that every stored key opens with the
+// secret. It never generates a secret: without AUTHD_SECRET_KEY (which
+// config requires with PostgreSQL) it uses the one an SQLite database holds.
 func RotateKey(ctx context.Context, cfg *config.Config, logger *slog.Logger) (kid string, err error) {
+	if path, ok := strings.CutPrefix(cfg.DatabaseURL, "sqlite:"); ok {
+		if _, err := os.Stat(path); err != nil {
+			return "", fmt.Errorf("keys rotate: database %s (AUTHD_DATABASE_URL): %w", path, err)
+		}
+	}
 	var life Lifetime
 	defer func() {
 		if cerr := life.Stop(context.WithoutCancel(ctx)); err == nil {
@@ -261,17 +273,27 @@ func RotateKey(ctx context.Context, cfg *config.Config, logger *slog.Logger) (ki
 	if err != nil {
 		return "", err
 	}
-	secret, err := loadSecret(ctx, cfg, db, logger)
+	stored, err := db.SigningKeys(ctx)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("keys rotate: %w", err)
+	}
+	if len(stored) == 0 {
+		return "", errors.New("keys rotate: the database holds no signing key to rotate: check AUTHD_DATABASE_URL (authd creates the first key when it starts)")
+	}
+	secret := []byte(cfg.SecretKey)
+	if len(secret) == 0 {
+		if secret, err = storedSecret(ctx, db); err != nil {
+			return "", err
+		}
 	}
 	keys, err := deriveKeys(secret)
 	if err != nil {
 		return "", err
 	}
+	// With keys stored, NewKeyring only opens them all: it writes nothing.
 	ring, err := token.NewKeyring(ctx, db, keys.seal, keyParams(cfg), time.Now, logger)
 	if err != nil {
-		return "", fmt.Errorf("keys: %w", err)
+		return "", fmt.Errorf("keys rotate: %w", err)
 	}
 	if kid, err = ring.Rotate(ctx); err != nil {
 		return "", fmt.Errorf("keys rotate: %w", err)

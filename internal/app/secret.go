@@ -5,6 +5,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -19,6 +20,8 @@ const secretName = "secret_key"
 // loadSecret returns AUTHD_SECRET_KEY, or in its absence a random secret
 // generated once and kept in the database (shared by every instance on it),
 // with a warning: a secret stored beside what it protects protects little.
+// config.Parse allows the absence only with SQLite (development): with
+// PostgreSQL it refuses to start.
 func loadSecret(ctx context.Context, cfg *config.Config, keys auth.KeyStore, logger *slog.Logger) ([]byte, error) {
 	if cfg.SecretKey != "" {
 		return []byte(cfg.SecretKey), nil
@@ -32,6 +35,25 @@ func loadSecret(ctx context.Context, cfg *config.Config, keys auth.KeyStore, log
 		return nil, fmt.Errorf("load generated secret key: %w", err)
 	}
 	logger.Warn("AUTHD_SECRET_KEY is not set: using a generated key stored in the database; set it in production")
+	return secret, nil
+}
+
+// storedSecret returns the generated secret an SQLite database holds in
+// place of AUTHD_SECRET_KEY, without creating one.
+func storedSecret(ctx context.Context, db Stores) ([]byte, error) {
+	r, ok := db.(interface {
+		Secret(ctx context.Context, name string) ([]byte, error)
+	})
+	if !ok {
+		return nil, errors.New("keys rotate: AUTHD_SECRET_KEY is required")
+	}
+	secret, err := r.Secret(ctx, secretName)
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil, errors.New("keys rotate: AUTHD_SECRET_KEY is not set and the database holds no generated one: set the key its signing keys were sealed with")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys rotate: %w", err)
+	}
 	return secret, nil
 }
 

@@ -16,12 +16,14 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/authd/authd/internal/clientip"
+	"github.com/authd/authd/internal/password"
 )
 
 // Config is every setting, parsed and validated.
@@ -36,15 +38,22 @@ type Config struct {
 	Hash   Hash
 	Argon2 Argon2
 
+	PasswordMinLength int // characters after NFKC; 8..64
+
 	RateLimit      RateLimit
 	TrustedProxies []netip.Prefix
+
+	// The per-account login throttle's delays: the first, doubled with each
+	// further failure, up to the cap.
+	AccountThrottleBaseDelay time.Duration
+	AccountThrottleMaxDelay  time.Duration
 
 	AccessTokenTTL    time.Duration
 	RefreshTokenTTL   time.Duration
 	KeyReloadInterval time.Duration // how often signing keys are re-read
 	JWTIssuer         string
 	JWTAudience       string
-	SecretKey         string // empty: generated and stored (development only)
+	SecretKey         string // empty: generated and stored (SQLite only, development)
 	PublicURL         string // default: derived from HTTPAddr
 
 	ShutdownTimeout time.Duration
@@ -151,6 +160,11 @@ func settings() []setting {
 			c.Argon2.Parallelism = uint8(n)
 			return nil
 		}},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "password-min-length", strconv.Itoa(password.DefaultMinLength),
+			fmt.Sprintf("least characters of a new password (%d to %d; NIST SP 800-63B-4: 15 when the password is the only factor)", password.MinRunes, password.MaxMinLength), false,
+			func(c *Config, v string) error {
+				return positiveInt(v, password.MinRunes, password.MaxMinLength, &c.PasswordMinLength)
+			}},
 		{"AUTHD_RATE_LIMIT_RPS", "rate-limit-rps", "5", "per-client sustained requests per second on the auth endpoints", false, func(c *Config, v string) error {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f <= 0 || f > 1e6 {
@@ -160,6 +174,12 @@ func settings() []setting {
 			return nil
 		}},
 		{"AUTHD_RATE_LIMIT_BURST", "rate-limit-burst", "20", "per-client burst on the auth endpoints", false, func(c *Config, v string) error { return positiveInt(v, 1, 1e6, &c.RateLimit.Burst) }},
+		{"AUTHD_ACCOUNT_THROTTLE_BASE_DELAY", "account-throttle-base-delay", "1s", "per-account login throttle: the delay after the free failures, doubled with each further failure", false, func(c *Config, v string) error {
+			return duration(v, time.Millisecond, time.Hour, &c.AccountThrottleBaseDelay)
+		}},
+		{"AUTHD_ACCOUNT_THROTTLE_MAX_DELAY", "account-throttle-max-delay", "15m", "per-account login throttle: the longest delay (raised to the base delay if below it)", false, func(c *Config, v string) error {
+			return duration(v, time.Millisecond, 24*time.Hour, &c.AccountThrottleMaxDelay)
+		}},
 		{"AUTHD_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed", false, func(c *Config, v string) error {
 			p, err := clientip.ParsePrefixes(v)
 			c.TrustedProxies = p
@@ -181,7 +201,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"AUTHD_SECRET_KEY", "secret-key", "", "at least 32 bytes; encrypts TOTP secrets and signing keys at rest (default: generated and stored, development only)", true, func(c *Config, v string) error {
+		{"AUTHD_SECRET_KEY", "secret-key", "", "at least 32 bytes; encrypts TOTP secrets and signing keys at rest (required with PostgreSQL; with SQLite default: generated and stored, development only)", true, func(c *Config, v string) error {
 			c.SecretKey = v
 			if v != "" && len(v) < 32 {
 				return errors.New("must be at least 32 bytes")
@@ -264,6 +284,13 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	if c.JWTIssuer == "" {
 		c.JWTIssuer = c.PublicURL
 	}
+	// A generated secret is kept in the database beside the signing keys it
+	// seals: a copy of that database alone would mint tokens. Only the
+	// embedded SQLite default (development) may do without one.
+	if c.SecretKey == "" && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+		return nil, &Error{Env: "AUTHD_SECRET_KEY", Flag: "secret-key", Value: "",
+			Reason: "must be set with PostgreSQL: a generated key would be stored in the database beside the signing keys it protects"}
+	}
 	return c, nil
 }
 
@@ -293,9 +320,18 @@ func notImplemented(_ *Config, v string) error {
 // Usage writes every setting with its default.
 func Usage(out io.Writer) {
 	fmt.Fprintf(out, "Usage: authd [flags]\n       authd keys rotate [flags]\n\nEvery setting is an environment variable and the same-named flag; a flag wins.\n\n")
+	UsageOf(out)
+}
+
+// UsageOf writes the settings named by envs (all of them when envs is empty)
+// with their defaults, as a table.
+func UsageOf(out io.Writer, envs ...string) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
 	for _, s := range settings() {
+		if len(envs) > 0 && !slices.Contains(envs, s.env) {
+			continue
+		}
 		def := s.def
 		if def == "" {
 			def = "(empty)"
@@ -344,7 +380,7 @@ func databaseURL(v string) error {
 	switch {
 	case strings.HasPrefix(v, "sqlite:"):
 		if strings.TrimPrefix(v, "sqlite:") == "" {
-			return errors.New("sqlite: needs a path, or :memory:")
+			return errors.New("sqlite: needs a path (or :memory:)")
 		}
 		return nil
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):

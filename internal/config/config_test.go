@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authd/authd/internal/throttle"
 )
 
 func env(m map[string]string) func(string) string {
@@ -34,6 +36,12 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.JWTIssuer != "http://localhost:8080" || c.JWTAudience != "authd" || c.PublicURL != "http://localhost:8080" {
 		t.Errorf("jwt defaults: %q %q %q", c.JWTIssuer, c.JWTAudience, c.PublicURL)
+	}
+	if c.AccountThrottleBaseDelay != throttle.DefaultBaseDelay || c.AccountThrottleMaxDelay != throttle.DefaultMaxDelay {
+		t.Errorf("account throttle delays %v, %v; want the throttle's defaults", c.AccountThrottleBaseDelay, c.AccountThrottleMaxDelay)
+	}
+	if c.PasswordMinLength != 15 {
+		t.Errorf("password minimum length %d, want NIST's 15", c.PasswordMinLength)
 	}
 	if c.ShutdownTimeout != 20*time.Second {
 		t.Errorf("shutdown timeout: %v", c.ShutdownTimeout)
@@ -75,6 +83,11 @@ func TestBadValues(t *testing.T) {
 		{"AUTHD_HTTP_ADDR", "8080"},
 		{"AUTHD_PUBLIC_URL", "ftp://x"},
 		{"AUTHD_SECRET_KEY", "short-secret"},
+		{"AUTHD_ACCOUNT_THROTTLE_BASE_DELAY", "0s"},
+		{"AUTHD_ACCOUNT_THROTTLE_MAX_DELAY", "48h"},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "7"},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "65"},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "long"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Parallel()
@@ -172,5 +185,41 @@ func TestHelpListsEverySetting(t *testing.T) {
 		if !strings.Contains(buf.String(), s.env) || !strings.Contains(buf.String(), "-"+s.flag) {
 			t.Errorf("help lacks %s", s.env)
 		}
+	}
+}
+
+// TestSecretKeyRequiredWithPostgres: a generated secret would be stored beside
+// the signing keys it seals, so only the SQLite default may do without one.
+func TestSecretKeyRequiredWithPostgres(t *testing.T) {
+	t.Parallel()
+	const pg = "postgres://authd@db:5432/authd"
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		refused bool
+	}{
+		{"postgres without a secret", map[string]string{"AUTHD_DATABASE_URL": pg}, true},
+		{"postgresql:// without a secret", map[string]string{"AUTHD_DATABASE_URL": "postgresql://db/authd"}, true},
+		{"postgres with a secret", map[string]string{"AUTHD_DATABASE_URL": pg, "AUTHD_SECRET_KEY": strings.Repeat("k", 32)}, false},
+		{"sqlite file without a secret", map[string]string{"AUTHD_DATABASE_URL": "sqlite:authd.db"}, false},
+		{"sqlite in memory without a secret", map[string]string{"AUTHD_DATABASE_URL": "sqlite::memory:"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(nil, env(tc.env), nil)
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var se *Error
+			if !errors.As(err, &se) || se.Env != "AUTHD_SECRET_KEY" {
+				t.Fatalf("err = %v, want *Error naming AUTHD_SECRET_KEY", err)
+			}
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "PostgreSQL") {
+				t.Errorf("message %q: want one line that says why", msg)
+			}
+		})
 	}
 }

@@ -243,7 +243,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 			{"empty", "application/json", ``, 400, "malformed_request"},
 			{"bad email", "application/json", `{"email":"x@","password":"` + goodPassword + `"}`, 400, "validation_failed"},
 			{"short password", "application/json", `{"email":"x@example.com","password":"short"}`, 400, "validation_failed"},
-			{"common password", "application/json", `{"email":"x@example.com","password":"password123"}`, 400, "validation_failed"},
+			{"common password", "application/json", `{"email":"x@example.com","password":"1234567890qwerty"}`, 400, "validation_failed"},
+			{"password of 14 characters", "application/json", `{"email":"x@example.com","password":"apollo 11 crew"}`, 400, "validation_failed"},
+			{"password holds the local part", "application/json", `{"email":"x.ample@example.com","password":"i am X.Ample, hello"}`, 400, "validation_failed"},
+			{"password is the address", "application/json", `{"email":"x@example.com","password":"X@Example.com"}`, 400, "validation_failed"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := f.do(t, http.MethodPost, "/v1/register", tc.ct, tc.body, "")
@@ -252,6 +255,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 					errs, _ := m["errors"].([]any)
 					if len(errs) == 0 {
 						t.Errorf("validation_failed without errors[]: %v", m)
+					} else if field := errs[0].(map[string]any)["field"]; strings.Contains(tc.name, "password") && field != "password" {
+						t.Errorf("errors[0].field = %v, want password", field)
 					}
 				}
 			})

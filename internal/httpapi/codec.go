@@ -29,9 +29,14 @@ func decode[T validator](w http.ResponseWriter, r *http.Request) (T, error) {
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
+	var p *T // nil after a JSON null, which is no object
+	if err := dec.Decode(&p); err != nil {
 		return v, decodeError(err)
 	}
+	if p == nil {
+		return v, newProblem(http.StatusBadRequest, codeMalformed, "the body must hold a single JSON object")
+	}
+	v = *p
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/password"
 )
 
 // Problem is an RFC 9457 problem details body with our stable code.
@@ -92,10 +93,15 @@ type retryAfterer interface{ RetryAfter() time.Duration }
 // writeError is the one place that maps an error to a status and code. An
 // unknown error becomes 500 internal and is logged once with the request id.
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
-	var pe *problemError
+	var (
+		pe  *problemError
+		ppe *password.PolicyError
+	)
 	switch {
 	case errors.As(err, &pe):
 		writeProblem(w, pe.status, pe.code, pe.detail, pe.fields...)
+	case errors.As(err, &ppe):
+		writeProblem(w, http.StatusBadRequest, codeValidation, "one or more fields are invalid", FieldError{Field: "password", Message: ppe.Error()})
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		writeProblem(w, http.StatusUnauthorized, codeInvalidCreds, "The email or password is incorrect.")
 	case errors.Is(err, auth.ErrTokenRevoked):

@@ -136,11 +136,9 @@ func (l *Local) allow(p netip.Prefix) Decision {
 			if d, ok := l.take(&e.tat, now); ok {
 				return d
 			}
-			// The table is being replaced: wait for the writer, then
-			// look again in the new one.
-			s.mu.Lock()
-			s.mu.Unlock() //nolint:staticcheck // an empty critical section is the point
-			continue
+			// The table is being replaced: add waits for the writer under
+			// the shard's lock and finds the key in the new table, and the
+			// loop then takes from it there.
 		}
 		if d, ok := l.add(s, k, h, now); ok {
 			return d

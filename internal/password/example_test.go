@@ -2,7 +2,6 @@ package password_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -25,8 +24,11 @@ func Example() {
 	}
 
 	ctx := context.Background()
-	if err := password.CheckPolicy("password"); errors.Is(err, password.ErrCommon) {
-		fmt.Println("refused:", err)
+	policy := password.DefaultPolicy() // from AUTHD_PASSWORD_MIN_LENGTH
+	for _, pw := range []string{"password", "ada.lovelace 1815", "1234567890qwerty"} {
+		if err := policy.Check(pw, "ada.lovelace@example.com"); err != nil {
+			fmt.Println("refused:", err)
+		}
 	}
 	stored, err := h.Hash(ctx, "correct horse battery staple")
 	if err != nil {
@@ -35,6 +37,8 @@ func Example() {
 	match, needsRehash, err := h.Verify(ctx, "correct horse battery staple", stored)
 	fmt.Println(match, needsRehash, err)
 	// Output:
+	// refused: password must be at least 15 characters
+	// refused: password must not contain the email address or the part before its @
 	// refused: password is too common; choose one that is harder to guess
 	// true false <nil>
 }

@@ -55,7 +55,7 @@ func (h *Hasher) Params() Params { return h.params }
 
 // Hash returns the PHC string of the NFKC form of password, with a fresh
 // random salt and the Hasher's params. It blocks until a worker has hashed
-// it or ctx ends. Callers check CheckPolicy first; Hash does not.
+// it or ctx ends. Callers check a Policy first; Hash does not.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 	p := h.params
 	salt := randomBytes(p.SaltLen)

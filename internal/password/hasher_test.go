@@ -241,13 +241,16 @@ func TestVerifyDummy(t *testing.T) {
 
 func TestPoolErrorsPassThrough(t *testing.T) {
 	t.Parallel()
-	pool := newTestPool(t, hashpool.Params{Workers: 1, Queue: 0})
-	h := newHasherOn(t, pool, TestParams())
-	enc, err := h.Hash(context.Background(), "something-long")
+	// The hash to verify comes from a pool with a queue: with none, a job
+	// submitted before the worker waits on the queue is refused.
+	enc, err := newTestHasher(t, TestParams()).Hash(context.Background(), "something-long")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Hold the only worker; with no queue every hash is refused at once.
+	pool := newTestPool(t, hashpool.Params{Workers: 1, Queue: 0})
+	h := newHasherOn(t, pool, TestParams())
+	// Hold the only worker (retrying until it waits on the queue); with no
+	// queue every hash is then refused at once.
 	started, release := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -94,6 +94,20 @@ func (s *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time)
 	return nil
 }
 
+// Secret returns the secret stored under name, or auth.ErrNotFound; unlike
+// SecretOrCreate it never writes.
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	var got []byte
+	err := s.read.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&got)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlite: secret %q: %w", name, auth.ErrNotFound)
+	case err != nil:
+		return nil, opErr(fmt.Sprintf("secret %q", name), err)
+	}
+	return got, nil
+}
+
 // SecretOrCreate returns the secret stored under name, storing value first
 // when there is none, in one write transaction: every caller, concurrent or
 // in another process on the same file, gets the first value stored. value

@@ -97,6 +97,35 @@ func (c *Claims) Validate() error {
 	return nil
 }
 
+// UnmarshalJSON decodes the claims and refuses an exp, nbf or iat that is
+// not a JSON number: jwt.NumericDate alone also takes a numeric string
+// ("exp":"9999999999") and null, and RFC 7519 §2 allows neither.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    json.RawMessage
+	}{{"exp", dates.Exp}, {"nbf", dates.Nbf}, {"iat", dates.Iat}} {
+		if d.v != nil && !isJSONNumber(d.v) {
+			return fmt.Errorf("%s claim must be a number", d.name)
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether v, one valid JSON value, is a number.
+func isJSONNumber(v json.RawMessage) bool {
+	return len(v) > 0 && (v[0] == '-' || '0' <= v[0] && v[0] <= '9')
+}
+
 // wireClaims is the encoded form: aud as a single string when there is one
 // audience, as most relying parties expect, instead of jwt's default array.
 type wireClaims struct {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -200,6 +201,12 @@ func TestVerifyRejects(t *testing.T) {
 		{"missing aud", f.sign(t, with("aud", nil), nil), jwt.ErrTokenRequiredClaimMissing},
 		{"expired", f.sign(t, with("exp", now.Add(-Leeway-time.Second).Unix()), nil), jwt.ErrTokenExpired},
 		{"missing exp", f.sign(t, with("exp", nil), nil), jwt.ErrTokenRequiredClaimMissing},
+		// RFC 7519 §2: a NumericDate is a JSON number, never a string.
+		{"exp a string", f.sign(t, with("exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10)), nil), jwt.ErrTokenMalformed},
+		{"nbf a string", f.sign(t, with("nbf", strconv.FormatInt(now.Unix(), 10)), nil), jwt.ErrTokenMalformed},
+		{"iat a string", f.sign(t, with("iat", strconv.FormatInt(now.Unix(), 10)), nil), jwt.ErrTokenMalformed},
+		{"exp an object", f.sign(t, with("exp", map[string]int64{"n": now.Add(time.Hour).Unix()}), nil), jwt.ErrTokenMalformed},
+		{"exp null", f.sign(t, with("exp", json.RawMessage("null")), nil), jwt.ErrTokenMalformed},
 		{"nbf in the future beyond leeway", f.sign(t, with("nbf", now.Add(Leeway+2*time.Second).Unix()), nil), jwt.ErrTokenNotValidYet},
 		{"missing nbf", f.sign(t, with("nbf", nil), nil), jwt.ErrTokenRequiredClaimMissing},
 		{"iat in the future", f.sign(t, with("iat", now.Add(Leeway+2*time.Second).Unix()), nil), jwt.ErrTokenUsedBeforeIssued},
@@ -277,7 +284,7 @@ func TestVerifyJWKSWithGoJose(t *testing.T) {
 	if err := json.Unmarshal(f.ring.JWKS(), &set); err != nil {
 		t.Fatalf("JWKS does not parse as a JWK set: %v\n%s", err, f.ring.JWKS())
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		t.Fatalf("go-jose parse: %v", err)
 	}

@@ -149,73 +149,109 @@ func runUsers(t *testing.T, open func(t *testing.T) Stores) {
 	})
 }
 
+// sessionTest is one test of the session part of the suite. It gets empty
+// stores of its own and runs in parallel with the others.
+type sessionTest struct {
+	name string
+	run  func(t *testing.T, st Stores)
+}
+
 func runSessions(t *testing.T, open func(t *testing.T) Stores) {
-	t.Run("create and look up", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		u := createUser(t, st, "s@example.com")
-		s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd", "otp"}, CreatedAt: t0, ExpiresAt: t0.Add(720 * time.Hour)}
-		want := *s
-		if err := st.CreateSession(t.Context(), s, token("a", t0.Add(time.Hour))); err != nil {
-			t.Fatalf("CreateSession: %v", err)
-		}
-		got, err := st.SessionByID(t.Context(), s.ID)
-		if err != nil {
-			t.Fatalf("SessionByID: %v", err)
-		}
-		checkSession(t, got, &want)
-		if _, err := st.SessionByID(t.Context(), newID(t)); !errors.Is(err, auth.ErrNotFound) {
-			t.Errorf("SessionByID(unknown): %v, want ErrNotFound", err)
-		}
-	})
+	tests := []sessionTest{
+		{"create and look up", testSessionCreateAndLookUp},
+		{"create for unknown user", testSessionForUnknownUser},
+		{"rotate and reuse", testRotateAndReuse},
+	}
+	for _, rr := range rotateRefusals() {
+		tests = append(tests, sessionTest{rr.name, rr.test})
+	}
+	tests = append(tests,
+		sessionTest{"reuse of an expired spent token", testReuseOfExpiredSpentToken},
+		sessionTest{"concurrent rotation", testConcurrentRotation},
+		sessionTest{"revoke session", testRevokeSession},
+		sessionTest{"revoked sessions since", testRevokedSessionsSince},
+		sessionTest{"delete expired sessions", testDeleteExpiredSessions},
+		sessionTest{"revoke user sessions", testRevokeUserSessions},
+	)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, open(t))
+		})
+	}
+}
 
-	t.Run("create for unknown user", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		s := &auth.Session{ID: newID(t), UserID: newID(t), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
-		if err := st.CreateSession(t.Context(), s, token("a", t0.Add(time.Hour))); !errors.Is(err, auth.ErrNotFound) {
-			t.Fatalf("CreateSession for an unknown user: %v, want ErrNotFound", err)
-		}
-		if _, err := st.SessionByID(t.Context(), s.ID); !errors.Is(err, auth.ErrNotFound) {
-			t.Errorf("SessionByID: %v, want ErrNotFound", err)
-		}
-	})
+// testSessionCreateAndLookUp: a created session reads back as stored; an
+// unknown id is ErrNotFound.
+func testSessionCreateAndLookUp(t *testing.T, st Stores) {
+	u := createUser(t, st, "s@example.com")
+	s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd", "otp"}, CreatedAt: t0, ExpiresAt: t0.Add(720 * time.Hour)}
+	want := *s
+	if err := st.CreateSession(t.Context(), s, token("a", t0.Add(time.Hour))); err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	got, err := st.SessionByID(t.Context(), s.ID)
+	if err != nil {
+		t.Fatalf("SessionByID: %v", err)
+	}
+	checkSession(t, got, &want)
+	if _, err := st.SessionByID(t.Context(), newID(t)); !errors.Is(err, auth.ErrNotFound) {
+		t.Errorf("SessionByID(unknown): %v, want ErrNotFound", err)
+	}
+}
 
-	t.Run("rotate and reuse", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
-		now := t0.Add(time.Minute)
-		got, err := st.RotateRefreshToken(t.Context(), hash("a"), token("b", now.Add(time.Hour)), now)
-		if err != nil {
-			t.Fatalf("rotate a: %v", err)
-		}
-		checkSession(t, got, s)
-		if _, err := st.RotateRefreshToken(t.Context(), hash("b"), token("c", now.Add(time.Hour)), now); err != nil {
-			t.Fatalf("rotate b: %v", err)
-		}
-		got, err = st.RotateRefreshToken(t.Context(), hash("a"), token("d", now.Add(time.Hour)), now)
-		if !errors.Is(err, auth.ErrTokenReused) {
-			t.Fatalf("rotate a again: %v, want ErrTokenReused", err)
-		}
-		if got == nil || got.ID != s.ID {
-			t.Fatalf("rotate a again returned session %+v, want %s", got, s.ID)
-		}
-		rotateWant(t, st, "d", now, auth.ErrNotFound) // the reuse stored nothing
-		rotateWant(t, st, "c", now, nil)              // and left the live token alone
-		rotateWant(t, st, "absent", now, auth.ErrNotFound)
-	})
+// testSessionForUnknownUser: a session for a user that does not exist is
+// ErrNotFound and is not stored.
+func testSessionForUnknownUser(t *testing.T, st Stores) {
+	s := &auth.Session{ID: newID(t), UserID: newID(t), CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if err := st.CreateSession(t.Context(), s, token("a", t0.Add(time.Hour))); !errors.Is(err, auth.ErrNotFound) {
+		t.Fatalf("CreateSession for an unknown user: %v, want ErrNotFound", err)
+	}
+	if _, err := st.SessionByID(t.Context(), s.ID); !errors.Is(err, auth.ErrNotFound) {
+		t.Errorf("SessionByID: %v, want ErrNotFound", err)
+	}
+}
 
-	tests := []struct {
-		name       string
-		sessionTTL time.Duration // from t0
-		tokenTTL   time.Duration // from t0
-		revoke     bool
-		rotateAt   time.Duration // from t0
-		want       error
-		thenAt     time.Duration // the same token rotated again at t0+thenAt ...
-		thenWant   error         // ... gives this: shows the failure wrote nothing
-	}{
+// testRotateAndReuse: each refresh token rotates once; a spent one is
+// ErrTokenReused with its session, stores nothing and leaves the live token
+// alone.
+func testRotateAndReuse(t *testing.T, st Stores) {
+	s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
+	now := t0.Add(time.Minute)
+	got, err := st.RotateRefreshToken(t.Context(), hash("a"), token("b", now.Add(time.Hour)), now)
+	if err != nil {
+		t.Fatalf("rotate a: %v", err)
+	}
+	checkSession(t, got, s)
+	if _, err := st.RotateRefreshToken(t.Context(), hash("b"), token("c", now.Add(time.Hour)), now); err != nil {
+		t.Fatalf("rotate b: %v", err)
+	}
+	got, err = st.RotateRefreshToken(t.Context(), hash("a"), token("d", now.Add(time.Hour)), now)
+	if !errors.Is(err, auth.ErrTokenReused) {
+		t.Fatalf("rotate a again: %v, want ErrTokenReused", err)
+	}
+	if got == nil || got.ID != s.ID {
+		t.Fatalf("rotate a again returned session %+v, want %s", got, s.ID)
+	}
+	rotateWant(t, st, "d", now, auth.ErrNotFound) // the reuse stored nothing
+	rotateWant(t, st, "c", now, nil)              // and left the live token alone
+	rotateWant(t, st, "absent", now, auth.ErrNotFound)
+}
+
+// rotateRefusal is a rotation that must fail and write nothing.
+type rotateRefusal struct {
+	name       string
+	sessionTTL time.Duration // from t0
+	tokenTTL   time.Duration // from t0
+	revoke     bool
+	rotateAt   time.Duration // from t0
+	want       error
+	thenAt     time.Duration // the same token rotated again at t0+thenAt ...
+	thenWant   error         // ... gives this: shows the failure wrote nothing
+}
+
+func rotateRefusals() []rotateRefusal {
+	return []rotateRefusal{
 		{name: "expired token", sessionTTL: 10 * time.Hour, tokenTTL: time.Hour, rotateAt: time.Hour, want: auth.ErrNotFound,
 			thenAt: time.Hour - time.Microsecond, thenWant: nil},
 		{name: "expired session", sessionTTL: time.Hour, tokenTTL: 10 * time.Hour, rotateAt: 2 * time.Hour, want: auth.ErrNotFound,
@@ -223,215 +259,214 @@ func runSessions(t *testing.T, open func(t *testing.T) Stores) {
 		{name: "revoked session", sessionTTL: 10 * time.Hour, tokenTTL: 10 * time.Hour, revoke: true, rotateAt: time.Hour,
 			want: auth.ErrTokenRevoked, thenAt: time.Hour, thenWant: auth.ErrTokenRevoked},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			st := open(t)
-			s := createSession(t, st, "a", t0.Add(tt.sessionTTL), t0.Add(tt.tokenTTL))
-			if tt.revoke {
-				if err := st.RevokeSession(t.Context(), s.ID, t0.Add(time.Second)); err != nil {
-					t.Fatalf("RevokeSession: %v", err)
-				}
-			}
-			rotateWant(t, st, "a", t0.Add(tt.rotateAt), tt.want)
-			rotateWant(t, st, "next-a", t0.Add(tt.rotateAt), auth.ErrNotFound) // not stored
-			rotateWant(t, st, "a", t0.Add(tt.thenAt), tt.thenWant)
+}
+
+func (rr rotateRefusal) test(t *testing.T, st Stores) {
+	s := createSession(t, st, "a", t0.Add(rr.sessionTTL), t0.Add(rr.tokenTTL))
+	if rr.revoke {
+		if err := st.RevokeSession(t.Context(), s.ID, t0.Add(time.Second)); err != nil {
+			t.Fatalf("RevokeSession: %v", err)
+		}
+	}
+	rotateWant(t, st, "a", t0.Add(rr.rotateAt), rr.want)
+	rotateWant(t, st, "next-a", t0.Add(rr.rotateAt), auth.ErrNotFound) // not stored
+	rotateWant(t, st, "a", t0.Add(rr.thenAt), rr.thenWant)
+}
+
+// testReuseOfExpiredSpentToken: a spent token replayed after its expiry is
+// still reported as reuse.
+func testReuseOfExpiredSpentToken(t *testing.T, st Stores) {
+	s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
+	rotateWant(t, st, "a", t0, nil)
+	got, err := st.RotateRefreshToken(t.Context(), hash("a"), token("x", t0.Add(3*time.Hour)), t0.Add(2*time.Hour))
+	if !errors.Is(err, auth.ErrTokenReused) || got == nil || got.ID != s.ID {
+		t.Fatalf("replay after expiry = %+v, %v: want the session and ErrTokenReused", got, err)
+	}
+}
+
+// testConcurrentRotation: of 16 simultaneous rotations of one token exactly
+// one wins; the others see reuse.
+func testConcurrentRotation(t *testing.T, st Stores) {
+	s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
+	const n = 16
+	errs := make([]error, n)
+	sessions := make([]*auth.Session, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			sessions[i], errs[i] = st.RotateRefreshToken(t.Context(), hash("a"),
+				token(fmt.Sprintf("next-%d", i), t0.Add(time.Hour)), t0.Add(time.Minute))
 		})
 	}
-
-	t.Run("reuse of an expired spent token", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
-		rotateWant(t, st, "a", t0, nil)
-		got, err := st.RotateRefreshToken(t.Context(), hash("a"), token("x", t0.Add(3*time.Hour)), t0.Add(2*time.Hour))
-		if !errors.Is(err, auth.ErrTokenReused) || got == nil || got.ID != s.ID {
-			t.Fatalf("replay after expiry = %+v, %v: want the session and ErrTokenReused", got, err)
-		}
-	})
-
-	t.Run("concurrent rotation", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
-		const n = 16
-		errs := make([]error, n)
-		sessions := make([]*auth.Session, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				sessions[i], errs[i] = st.RotateRefreshToken(t.Context(), hash("a"),
-					token(fmt.Sprintf("next-%d", i), t0.Add(time.Hour)), t0.Add(time.Minute))
-			})
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				if winner >= 0 {
-					t.Fatalf("callers %d and %d both rotated the token", winner, i)
-				}
-				winner = i
-			case errors.Is(err, auth.ErrTokenReused):
-				if sessions[i] == nil || sessions[i].ID != s.ID {
-					t.Errorf("caller %d: reuse returned session %+v, want %s", i, sessions[i], s.ID)
-				}
-			default:
-				t.Errorf("caller %d: %v, want nil or ErrTokenReused", i, err)
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("callers %d and %d both rotated the token", winner, i)
 			}
-		}
-		if winner < 0 {
-			t.Fatal("no caller rotated the token")
-		}
-		for i := range n {
-			want := auth.ErrNotFound
-			if i == winner {
-				want = nil
+			winner = i
+		case errors.Is(err, auth.ErrTokenReused):
+			if sessions[i] == nil || sessions[i].ID != s.ID {
+				t.Errorf("caller %d: reuse returned session %+v, want %s", i, sessions[i], s.ID)
 			}
-			rotateWant(t, st, fmt.Sprintf("next-%d", i), t0.Add(2*time.Minute), want)
+		default:
+			t.Errorf("caller %d: %v, want nil or ErrTokenReused", i, err)
 		}
-	})
+	}
+	if winner < 0 {
+		t.Fatal("no caller rotated the token")
+	}
+	for i := range n {
+		want := auth.ErrNotFound
+		if i == winner {
+			want = nil
+		}
+		rotateWant(t, st, fmt.Sprintf("next-%d", i), t0.Add(2*time.Minute), want)
+	}
+}
 
-	t.Run("revoke session", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
-		at := t0.Add(time.Minute)
-		for i, when := range []time.Time{at, at.Add(time.Hour)} { // the second changes nothing
-			if err := st.RevokeSession(t.Context(), s.ID, when); err != nil {
-				t.Fatalf("RevokeSession #%d: %v", i+1, err)
-			}
+// testRevokeSession: revocation keeps the first time, and revoking an unknown
+// session is no error.
+func testRevokeSession(t *testing.T, st Stores) {
+	s := createSession(t, st, "a", t0.Add(720*time.Hour), t0.Add(time.Hour))
+	at := t0.Add(time.Minute)
+	for i, when := range []time.Time{at, at.Add(time.Hour)} { // the second changes nothing
+		if err := st.RevokeSession(t.Context(), s.ID, when); err != nil {
+			t.Fatalf("RevokeSession #%d: %v", i+1, err)
 		}
-		got, err := st.SessionByID(t.Context(), s.ID)
+	}
+	got, err := st.SessionByID(t.Context(), s.ID)
+	if err != nil {
+		t.Fatalf("SessionByID: %v", err)
+	}
+	checkTime(t, "RevokedAt", got.RevokedAt, at)
+	if err := st.RevokeSession(t.Context(), newID(t), at); err != nil {
+		t.Errorf("RevokeSession(unknown): %v, want nil", err)
+	}
+}
+
+// testRevokedSessionsSince: lists only the sessions revoked at or after the
+// given time.
+func testRevokedSessionsSince(t *testing.T, st Stores) {
+	u := createUser(t, st, "revoked@example.com")
+	var ids []string
+	for i := range 3 {
+		s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: t0.Add(48 * time.Hour)}
+		if err := st.CreateSession(t.Context(), s, token(fmt.Sprintf("rv%d", i), s.ExpiresAt)); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, s.ID)
+	}
+	// ids[0] revoked long ago, ids[1] recently, ids[2] never.
+	if err := st.RevokeSession(t.Context(), ids[0], t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RevokeSession(t.Context(), ids[1], t0.Add(10*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.RevokedSessionsSince(t.Context(), t0.Add(9*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != ids[1] || got[0].UserID != u.ID {
+		t.Fatalf("RevokedSessionsSince = %+v, want only %s", got, ids[1])
+	}
+	checkTime(t, "RevokedAt", got[0].RevokedAt, t0.Add(10*time.Hour))
+}
+
+// testDeleteExpiredSessions: deletes expired sessions and their tokens, at
+// most limit at a time, and never a live one.
+func testDeleteExpiredSessions(t *testing.T, st Stores) {
+	u := createUser(t, st, "prune@example.com")
+	session := func(tok string, expires time.Time) *auth.Session {
+		s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: expires}
+		if err := st.CreateSession(t.Context(), s, token(tok, expires)); err != nil {
+			t.Fatalf("CreateSession: %v", err)
+		}
+		return s
+	}
+	old := session("old", t0.Add(time.Hour))
+	old2 := session("old2", t0.Add(2*time.Hour))
+	live := session("live", t0.Add(48*time.Hour))
+	now := t0.Add(24 * time.Hour)
+	n, err := st.DeleteExpiredSessions(t.Context(), now, 1)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteExpiredSessions(limit 1) = %d, %v; want 1", n, err)
+	}
+	n, err = st.DeleteExpiredSessions(t.Context(), now, 100)
+	if err != nil || n != 1 {
+		t.Fatalf("second DeleteExpiredSessions = %d, %v; want the other 1", n, err)
+	}
+	for _, s := range []*auth.Session{old, old2} {
+		if _, err := st.SessionByID(t.Context(), s.ID); !errors.Is(err, auth.ErrNotFound) {
+			t.Errorf("expired session %s still there: %v", s.ID, err)
+		}
+	}
+	rotateWant(t, st, "old", now, auth.ErrNotFound)
+	if _, err := st.SessionByID(t.Context(), live.ID); err != nil {
+		t.Errorf("live session deleted: %v", err)
+	}
+	rotateWant(t, st, "live", now, nil)
+	if n, err := st.DeleteExpiredSessions(t.Context(), now, 100); err != nil || n != 0 {
+		t.Errorf("nothing left to delete: %d, %v", n, err)
+	}
+}
+
+// testRevokeUserSessions: revokes a user's live sessions except the kept one,
+// and returns their ids.
+func testRevokeUserSessions(t *testing.T, st Stores) {
+	u := createUser(t, st, "many@example.com")
+	other := createUser(t, st, "other@example.com")
+	now := t0.Add(time.Hour)
+	mk := func(userID, tok string, expires time.Time) string {
+		s := &auth.Session{ID: newID(t), UserID: userID, CreatedAt: t0, ExpiresAt: expires}
+		if err := st.CreateSession(t.Context(), s, token(tok, expires)); err != nil {
+			t.Fatalf("CreateSession: %v", err)
+		}
+		return s.ID
+	}
+	live1 := mk(u.ID, "l1", t0.Add(24*time.Hour))
+	live2 := mk(u.ID, "l2", t0.Add(24*time.Hour))
+	kept := mk(u.ID, "k", t0.Add(24*time.Hour))
+	expired := mk(u.ID, "e", now)
+	revoked := mk(u.ID, "r", t0.Add(24*time.Hour))
+	if err := st.RevokeSession(t.Context(), revoked, t0); err != nil {
+		t.Fatalf("RevokeSession: %v", err)
+	}
+	others := mk(other.ID, "o", t0.Add(24*time.Hour))
+
+	got, err := st.RevokeUserSessions(t.Context(), u.ID, now, kept)
+	if err != nil {
+		t.Fatalf("RevokeUserSessions: %v", err)
+	}
+	want := []string{live1, live2}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("revoked %v, want %v", got, want)
+	}
+	for id, wantRevokedAt := range map[string]time.Time{
+		live1: now, live2: now, kept: {}, expired: {}, revoked: t0, others: {},
+	} {
+		s, err := st.SessionByID(t.Context(), id)
 		if err != nil {
 			t.Fatalf("SessionByID: %v", err)
 		}
-		checkTime(t, "RevokedAt", got.RevokedAt, at)
-		if err := st.RevokeSession(t.Context(), newID(t), at); err != nil {
-			t.Errorf("RevokeSession(unknown): %v, want nil", err)
-		}
-	})
-
-	t.Run("revoked sessions since", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		u := createUser(t, st, "revoked@example.com")
-		var ids []string
-		for i := range 3 {
-			s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: t0.Add(48 * time.Hour)}
-			if err := st.CreateSession(t.Context(), s, token(fmt.Sprintf("rv%d", i), s.ExpiresAt)); err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, s.ID)
-		}
-		// ids[0] revoked long ago, ids[1] recently, ids[2] never.
-		if err := st.RevokeSession(t.Context(), ids[0], t0.Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.RevokeSession(t.Context(), ids[1], t0.Add(10*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		got, err := st.RevokedSessionsSince(t.Context(), t0.Add(9*time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 1 || got[0].ID != ids[1] || got[0].UserID != u.ID {
-			t.Fatalf("RevokedSessionsSince = %+v, want only %s", got, ids[1])
-		}
-		checkTime(t, "RevokedAt", got[0].RevokedAt, t0.Add(10*time.Hour))
-	})
-	t.Run("delete expired sessions", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		u := createUser(t, st, "prune@example.com")
-		session := func(tok string, expires time.Time) *auth.Session {
-			s := &auth.Session{ID: newID(t), UserID: u.ID, AMR: []string{"pwd"}, CreatedAt: t0, ExpiresAt: expires}
-			if err := st.CreateSession(t.Context(), s, token(tok, expires)); err != nil {
-				t.Fatalf("CreateSession: %v", err)
-			}
-			return s
-		}
-		old := session("old", t0.Add(time.Hour))
-		old2 := session("old2", t0.Add(2*time.Hour))
-		live := session("live", t0.Add(48*time.Hour))
-		now := t0.Add(24 * time.Hour)
-		n, err := st.DeleteExpiredSessions(t.Context(), now, 1)
-		if err != nil || n != 1 {
-			t.Fatalf("DeleteExpiredSessions(limit 1) = %d, %v; want 1", n, err)
-		}
-		n, err = st.DeleteExpiredSessions(t.Context(), now, 100)
-		if err != nil || n != 1 {
-			t.Fatalf("second DeleteExpiredSessions = %d, %v; want the other 1", n, err)
-		}
-		for _, s := range []*auth.Session{old, old2} {
-			if _, err := st.SessionByID(t.Context(), s.ID); !errors.Is(err, auth.ErrNotFound) {
-				t.Errorf("expired session %s still there: %v", s.ID, err)
-			}
-		}
-		rotateWant(t, st, "old", now, auth.ErrNotFound)
-		if _, err := st.SessionByID(t.Context(), live.ID); err != nil {
-			t.Errorf("live session deleted: %v", err)
-		}
-		rotateWant(t, st, "live", now, nil)
-		if n, err := st.DeleteExpiredSessions(t.Context(), now, 100); err != nil || n != 0 {
-			t.Errorf("nothing left to delete: %d, %v", n, err)
-		}
-	})
-	t.Run("revoke user sessions", func(t *testing.T) {
-		t.Parallel()
-		st := open(t)
-		u := createUser(t, st, "many@example.com")
-		other := createUser(t, st, "other@example.com")
-		now := t0.Add(time.Hour)
-		mk := func(userID, tok string, expires time.Time) string {
-			s := &auth.Session{ID: newID(t), UserID: userID, CreatedAt: t0, ExpiresAt: expires}
-			if err := st.CreateSession(t.Context(), s, token(tok, expires)); err != nil {
-				t.Fatalf("CreateSession: %v", err)
-			}
-			return s.ID
-		}
-		live1 := mk(u.ID, "l1", t0.Add(24*time.Hour))
-		live2 := mk(u.ID, "l2", t0.Add(24*time.Hour))
-		kept := mk(u.ID, "k", t0.Add(24*time.Hour))
-		expired := mk(u.ID, "e", now)
-		revoked := mk(u.ID, "r", t0.Add(24*time.Hour))
-		if err := st.RevokeSession(t.Context(), revoked, t0); err != nil {
-			t.Fatalf("RevokeSession: %v", err)
-		}
-		others := mk(other.ID, "o", t0.Add(24*time.Hour))
-
-		got, err := st.RevokeUserSessions(t.Context(), u.ID, now, kept)
-		if err != nil {
-			t.Fatalf("RevokeUserSessions: %v", err)
-		}
-		want := []string{live1, live2}
-		slices.Sort(got)
-		slices.Sort(want)
-		if !slices.Equal(got, want) {
-			t.Errorf("revoked %v, want %v", got, want)
-		}
-		for id, wantRevokedAt := range map[string]time.Time{
-			live1: now, live2: now, kept: {}, expired: {}, revoked: t0, others: {},
-		} {
-			s, err := st.SessionByID(t.Context(), id)
-			if err != nil {
-				t.Fatalf("SessionByID: %v", err)
-			}
-			checkTime(t, "RevokedAt of "+id, s.RevokedAt, wantRevokedAt)
-		}
-		rotateWant(t, st, "l1", now, auth.ErrTokenRevoked)
-		rotateWant(t, st, "k", now, nil)
-		if got, err := st.RevokeUserSessions(t.Context(), u.ID, now.Add(time.Minute)); err != nil || !slices.Equal(got, []string{kept}) {
-			t.Errorf("RevokeUserSessions without keep = %v, %v: want [%s]", got, err, kept)
-		}
-		if got, err := st.RevokeUserSessions(t.Context(), u.ID, now.Add(time.Minute)); err != nil || len(got) != 0 {
-			t.Errorf("RevokeUserSessions again = %v, %v: want none", got, err)
-		}
-	})
+		checkTime(t, "RevokedAt of "+id, s.RevokedAt, wantRevokedAt)
+	}
+	rotateWant(t, st, "l1", now, auth.ErrTokenRevoked)
+	rotateWant(t, st, "k", now, nil)
+	if got, err := st.RevokeUserSessions(t.Context(), u.ID, now.Add(time.Minute)); err != nil || !slices.Equal(got, []string{kept}) {
+		t.Errorf("RevokeUserSessions without keep = %v, %v: want [%s]", got, err, kept)
+	}
+	if got, err := st.RevokeUserSessions(t.Context(), u.ID, now.Add(time.Minute)); err != nil || len(got) != 0 {
+		t.Errorf("RevokeUserSessions again = %v, %v: want none", got, err)
+	}
 }
 
 func runKeys(t *testing.T, open func(t *testing.T) Stores) {
