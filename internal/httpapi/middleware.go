@@ -86,6 +86,56 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	return m, nil
 }
 
+// precreate creates the series of one route at 0: its request counter with
+// the status it answers on success, and its latency histogram.
+func (m *httpMetrics) precreate(route, method string, ok int) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(ok))
+	m.duration.WithLabelValues(route, method)
+}
+
+// MaxHeaderBytes is the documented limit on a request's head: the request
+// line and every header field, as sent. A larger head is refused 431
+// request_header_too_large by limitHeaderBytes, as problem+json; the
+// listener's own limit (ServerMaxHeaderBytes) lies well above it, so that
+// the net/http server's text/plain 431 is met only by heads of a size no
+// client sends.
+const MaxHeaderBytes = 16 << 10
+
+// ServerMaxHeaderBytes is the value for http.Server.MaxHeaderBytes of the
+// public listener: four times MaxHeaderBytes, which the handler enforces.
+const ServerMaxHeaderBytes = 4 * MaxHeaderBytes
+
+// limitHeaderBytes answers 431 request_header_too_large when the request's
+// head (request line and header fields, counted as they are sent) exceeds
+// limit bytes.
+func limitHeaderBytes(limit int) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if headBytes(r) > limit {
+				writeProblem(w, http.StatusRequestHeaderFieldsTooLarge, codeHeaderTooLarge,
+					"the request line and headers must be at most "+strconv.Itoa(limit)+" bytes")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// headBytes is the size of r's head as sent over HTTP/1.1: "METHOD URI
+// PROTO\r\n", "Host: …\r\n" and "Name: value\r\n" for every field.
+func headBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
+}
+
 // observe logs one line per request and records the HTTP metrics, labelled by
 // the route pattern (never the raw path). It also recovers panics: they are
 // logged once with the request id and answered 500 internal.

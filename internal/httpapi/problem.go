@@ -45,24 +45,28 @@ const (
 	codeUnavailable  = "unavailable"
 	codeInternal     = "internal"
 	codeMethod       = "method_not_allowed"
+	// codeHeaderTooLarge is authd's own, like codeMethod: the request's
+	// head is over MaxHeaderBytes.
+	codeHeaderTooLarge = "request_header_too_large"
 )
 
 var titles = map[string]string{
-	codeValidation:   "The request body has invalid fields.",
-	codeMalformed:    "The request could not be parsed.",
-	codeInvalidCreds: "Invalid credentials.",
-	codeUnauthorized: "Authentication required.",
-	codeTokenRevoked: "The token has been revoked.",
-	codeForbidden:    "Forbidden.",
-	codeNotFound:     "Not found.",
-	codeEmailTaken:   "This email is already registered.",
-	codeTooLarge:     "The request body is too large.",
-	codeMediaType:    "The request body must be application/json.",
-	codeRateLimited:  "Too many requests.",
-	codeOverloaded:   "The service is overloaded; retry later.",
-	codeUnavailable:  "A dependency is unavailable; retry later.",
-	codeInternal:     "Internal server error.",
-	codeMethod:       "Method not allowed.",
+	codeValidation:     "The request body has invalid fields.",
+	codeMalformed:      "The request could not be parsed.",
+	codeInvalidCreds:   "Invalid credentials.",
+	codeUnauthorized:   "Authentication required.",
+	codeTokenRevoked:   "The token has been revoked.",
+	codeForbidden:      "Forbidden.",
+	codeNotFound:       "Not found.",
+	codeEmailTaken:     "This email is already registered.",
+	codeTooLarge:       "The request body is too large.",
+	codeMediaType:      "The request body must be application/json.",
+	codeRateLimited:    "Too many requests.",
+	codeOverloaded:     "The service is overloaded; retry later.",
+	codeUnavailable:    "A dependency is unavailable; retry later.",
+	codeInternal:       "Internal server error.",
+	codeMethod:         "Method not allowed.",
+	codeHeaderTooLarge: "The request headers are too large.",
 }
 
 // problemError is an error that already knows its HTTP answer (decode errors,
@@ -109,6 +113,13 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case errors.Is(err, auth.ErrNotFound):
 		writeProblem(w, http.StatusNotFound, codeNotFound, "")
 	case errors.Is(err, auth.ErrRateLimited):
+		// The per-account throttle refused, not the client's bucket: the
+		// bucket's RateLimit-* headers (set on the way in, with quota left)
+		// would contradict Retry-After. Only Retry-After describes this limit.
+		h := w.Header()
+		h.Del("RateLimit-Limit")
+		h.Del("RateLimit-Remaining")
+		h.Del("RateLimit-Reset")
 		setRetryAfter(w, err, time.Second)
 		writeProblem(w, http.StatusTooManyRequests, codeRateLimited, "")
 	case errors.Is(err, auth.ErrOverloaded):
