@@ -129,6 +129,7 @@ func conformanceFlow(t *testing.T, in *instance) {
 	c.call(t, "DELETE", "/v1/login", "", "", "", 405, false)
 	c.call(t, "PUT", "/healthz", "", "", "", 405, false)
 	c.callHeader(t, "GET", "/healthz", http.Header{"X-Padding": {strings.Repeat("p", 24<<10)}}, 431)
+	c.callHeader(t, "GET", "/healthz", http.Header{"X-Padding": {strings.Repeat("p", 100<<10)}}, 431)
 
 	// Last, the client's bucket runs dry: its own 429.
 	limited := false

@@ -1,9 +1,14 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/authd/authd/internal/httpapi"
 )
 
 // TestHTTPSeriesExistAtStart: API.md requires every labelled series to be
@@ -138,4 +143,45 @@ func TestThrottle429HasNoBucketHeaders(t *testing.T) {
 		return
 	}
 	t.Fatal("the account throttle never answered 429")
+}
+
+// TestListenerAnswers431AsProblem: a head over the server's MaxHeaderBytes
+// never reaches a handler; net/http answers it in text/plain unless the
+// listener rewrites that answer.
+func TestListenerAnswers431AsProblem(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.MaxHeaderBytes = 1 << 10
+	srv.Listener = httpapi.Listener(srv.Listener, time.Now)
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Big", strings.Repeat("b", 16<<10))
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p httpapi.Problem
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		t.Fatalf("431 body: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" ||
+		p.Status != 431 || p.Code != "request_header_too_large" || len(resp.Header.Get("X-Request-Id")) != 24 {
+		t.Errorf("%d %v %+v", resp.StatusCode, resp.Header, p)
+	}
+	// The connection still serves nothing else: a normal request on a new
+	// one is unaffected.
+	resp2, err := srv.Client().Get(srv.URL + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusNotFound {
+		t.Errorf("normal request: %d", resp2.StatusCode)
+	}
 }

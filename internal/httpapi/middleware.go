@@ -30,12 +30,17 @@ func requestID(ctx context.Context) string {
 // forge log correlation.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b [12]byte
-		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-		id := hex.EncodeToString(b[:])
+		id := newRequestID()
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
 	})
+}
+
+// newRequestID returns a fresh random request id: 24 hex digits.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // statusWriter remembers the status code written.
@@ -95,10 +100,10 @@ func (m *httpMetrics) precreate(route, method string, ok int) {
 
 // MaxHeaderBytes is the documented limit on a request's head: the request
 // line and every header field, as sent. A larger head is refused 431
-// request_header_too_large by limitHeaderBytes, as problem+json; the
-// listener's own limit (ServerMaxHeaderBytes) lies well above it, so that
-// the net/http server's text/plain 431 is met only by heads of a size no
-// client sends.
+// request_header_too_large by limitHeaderBytes, as problem+json, logged
+// and counted like any answer. The server's own limit (ServerMaxHeaderBytes)
+// lies above it and only bounds what is read at all; Listener gives a head
+// over that one the same answer.
 const MaxHeaderBytes = 16 << 10
 
 // ServerMaxHeaderBytes is the value for http.Server.MaxHeaderBytes of the
