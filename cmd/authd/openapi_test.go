@@ -184,25 +184,51 @@ func newConformance(t *testing.T, base string) *conformance {
 
 // strict forbids, for this test only, object members the document does not
 // list: the published document lets clients ignore unknown members (new ones
-// may be added), but the server must send only documented ones.
+// may be added), but the server must send only documented ones. An object
+// schema gets additionalProperties: false; a schema composed with allOf (an
+// extension of another, say a login answer that adds to TokenPair) gets
+// unevaluatedProperties: false instead, over open copies of its parts, since
+// a closed part would refuse its siblings' members.
 func strict(doc *openapi3.T) {
+	closed := map[*openapi3.Schema]bool{} // schemas this function closed
 	seen := map[*openapi3.Schema]bool{}
+	no := false
 	var walk func(*openapi3.SchemaRef)
+	var children func(*openapi3.Schema)
 	walk = func(ref *openapi3.SchemaRef) {
 		if ref == nil || ref.Value == nil || seen[ref.Value] {
 			return
 		}
 		s := ref.Value
 		seen[s] = true
-		if len(s.Properties) > 0 && s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil && len(s.AllOf) == 0 {
-			no := false
+		open := s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil
+		switch {
+		case len(s.AllOf) > 0 && s.UnevaluatedProperties.Has == nil && s.UnevaluatedProperties.Schema == nil:
+			s.UnevaluatedProperties.Has = &no
+			for i, part := range s.AllOf {
+				if part.Value == nil {
+					continue
+				}
+				walk(part) // the part itself, where it is used alone
+				cp := *part.Value
+				if closed[part.Value] {
+					cp.AdditionalProperties.Has = nil
+				}
+				s.AllOf[i] = &openapi3.SchemaRef{Value: &cp}
+				seen[&cp] = true
+			}
+		case len(s.Properties) > 0 && open:
 			s.AdditionalProperties.Has = &no
+			closed[s] = true
 		}
+		children(s)
+	}
+	children = func(s *openapi3.Schema) {
 		for _, p := range s.Properties {
 			walk(p)
 		}
 		walk(s.Items)
-		for _, list := range []openapi3.SchemaRefs{s.OneOf, s.AnyOf, s.AllOf} {
+		for _, list := range []openapi3.SchemaRefs{s.OneOf, s.AnyOf} {
 			for _, r := range list {
 				walk(r)
 			}
