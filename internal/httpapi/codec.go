@@ -20,7 +20,8 @@ type validator interface {
 }
 
 // decode reads one JSON object of type T from r: it caps the size (413
-// whatever the body holds), checks the content type, rejects unknown fields and trailing data, then validates.
+// whatever the body holds), checks the content type, rejects unknown fields
+// and trailing data, then validates.
 // Its errors are *problemError, ready for writeError.
 func decode[T validator](w http.ResponseWriter, r *http.Request) (T, error) {
 	var v T

@@ -51,21 +51,22 @@ const (
 )
 
 var titles = map[string]string{
-	codeValidation:     "The request body has invalid fields.",
-	codeMalformed:      "The request could not be parsed.",
-	codeInvalidCreds:   "Invalid credentials.",
-	codeUnauthorized:   "Authentication required.",
-	codeTokenRevoked:   "The token has been revoked.",
-	codeForbidden:      "Forbidden.",
-	codeNotFound:       "Not found.",
-	codeEmailTaken:     "This email is already registered.",
-	codeTooLarge:       "The request body is too large.",
-	codeMediaType:      "The request body must be application/json.",
-	codeRateLimited:    "Too many requests.",
-	codeOverloaded:     "The service is overloaded; retry later.",
-	codeUnavailable:    "A dependency is unavailable; retry later.",
-	codeInternal:       "Internal server error.",
-	codeMethod:         "Method not allowed.",
+	codeValidation:   "The request body has invalid fields.",
+	codeMalformed:    "The request could not be parsed.",
+	codeInvalidCreds: "Invalid credentials.",
+	codeUnauthorized: "Authentication required.",
+	codeTokenRevoked: "The token has been revoked.",
+	codeForbidden:    "Forbidden.",
+	codeNotFound:     "Not found.",
+	codeEmailTaken:   "This email is already registered.",
+	codeTooLarge:     "The request body is too large.",
+	codeMediaType:    "The request body must be application/json.",
+	codeRateLimited:  "Too many requests.",
+	codeOverloaded:   "The service is overloaded; retry later.",
+	codeUnavailable:  "A dependency is unavailable; retry later.",
+	codeInternal:     "Internal server error.",
+	codeMethod:       "Method not allowed.",
+
 	codeHeaderTooLarge: "The request headers are too large.",
 }
 
