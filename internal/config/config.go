@@ -304,6 +304,7 @@ func Usage(out io.Writer) {
 	derived := map[string]string{
 		"AUTHD_HASH_QUEUE": fmt.Sprintf("%d×workers", QueuePerWorker),
 		"AUTHD_JWT_ISSUER": "AUTHD_PUBLIC_URL",
+		"AUTHD_PUBLIC_URL": "http://AUTHD_HTTP_ADDR",
 		"AUTHD_LOG_FORMAT": "text on a terminal, else json",
 		"AUTHD_SECRET_KEY": "generated (dev only)",
 	}

@@ -204,6 +204,7 @@ func TestHelpShowsDerivedDefaults(t *testing.T) {
 		for env, want := range map[string]string{
 			"AUTHD_HASH_QUEUE": "32×workers",
 			"AUTHD_JWT_ISSUER": "AUTHD_PUBLIC_URL",
+			"AUTHD_PUBLIC_URL": "http://AUTHD_HTTP_ADDR",
 			"AUTHD_LOG_FORMAT": "text on a terminal",
 		} {
 			if f := strings.Fields(line); len(f) > 2 && f[0] == env && !strings.HasPrefix(strings.Join(f[2:], " "), want) {
