@@ -77,11 +77,19 @@ func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv f
 	if err != nil {
 		return err
 	}
-	adminAddr, err := listen(life, "admin listener", cfg.AdminAddr, "AUTHD_ADMIN_ADDR", httpapi.NewAdmin(reg), 60*time.Second, logger)
+	admin := newHTTPServer(httpapi.NewAdmin(reg), logger)
+	admin.WriteTimeout = 60 * time.Second // pprof profiles take 30 s by default
+	adminAddr, err := listen(life, "admin listener", cfg.AdminAddr, "AUTHD_ADMIN_ADDR", admin, nil)
 	if err != nil {
 		return err
 	}
-	httpAddr, err := listen(life, "public listener", cfg.HTTPAddr, "AUTHD_HTTP_ADDR", svc.API, 30*time.Second, logger)
+	public := newHTTPServer(svc.API, logger)
+	// The API refuses a head over httpapi.MaxHeaderBytes itself, with a
+	// problem+json 431; a head too large for the server to read at all gets
+	// the same answer from httpapi.Listener instead of net/http's text/plain.
+	public.MaxHeaderBytes = httpapi.ServerMaxHeaderBytes
+	httpAddr, err := listen(life, "public listener", cfg.HTTPAddr, "AUTHD_HTTP_ADDR", public,
+		func(ln net.Listener) net.Listener { return httpapi.Listener(ln, time.Now) })
 	if err != nil {
 		return err
 	}
@@ -102,17 +110,17 @@ func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv f
 	return nil
 }
 
-// listen opens addr and adds to life a part serving h on it, which Close
-// shuts down gracefully; it returns the address listened on. writeTimeout
-// bounds one response (pprof profiles take 30 s by default on the admin
-// listener).
-func listen(life *app.Lifetime, name, addr, setting string, h http.Handler, writeTimeout time.Duration, logger *slog.Logger) (net.Addr, error) {
+// listen opens addr, wrapped by wrap unless it is nil, and adds to life a
+// part running srv on it, which Close shuts down gracefully; it returns the
+// address listened on.
+func listen(life *app.Lifetime, name, addr, setting string, srv *http.Server, wrap func(net.Listener) net.Listener) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s (%s): %w", addr, setting, err)
 	}
-	srv := newHTTPServer(h, logger)
-	srv.WriteTimeout = writeTimeout
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	life.Add(app.Part{
 		Name: name,
 		Run: func(context.Context) error {

@@ -90,7 +90,7 @@ func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, thr
 			Name: "authd_registrations_total", Help: "Registrations by outcome.",
 		}, []string{"outcome"}),
 	}
-	for _, o := range []string{"success", "invalid", "mfa_required", "throttled", "overloaded"} {
+	for _, o := range []string{"success", "invalid", "mfa_required", "throttled", "overloaded", "error", "cancelled"} {
 		s.logins.WithLabelValues(o)
 	}
 	for _, o := range []string{"created", "email_taken", "weak_password", "overloaded", "error"} {
@@ -198,6 +198,12 @@ func (s *Service) register(ctx context.Context, email string, pw auth.Password) 
 // matching auth.ErrOverloaded before any database work.
 func (s *Service) Login(ctx context.Context, email string, password auth.Password, clientKey string) (session.Pair, error) {
 	pair, outcome, err := s.login(ctx, email, password, clientKey)
+	if outcome == "error" && errors.Is(ctx.Err(), context.Canceled) {
+		// The client went away (the pool skips its job, a query is cut
+		// short): neither a wrong password nor a dependency failing. A
+		// request deadline that ran out stays "error": a dependency was slow.
+		outcome = "cancelled"
+	}
 	s.logins.WithLabelValues(outcome).Inc()
 	return pair, err
 }
@@ -209,7 +215,7 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 	}
 	wait, err := s.throttle.Check(ctx, email, clientKey)
 	if err != nil {
-		return none, "invalid", fmt.Errorf("account: login: throttle: %w", err)
+		return none, "error", fmt.Errorf("account: login: throttle: %w", err)
 	}
 	if wait > 0 {
 		s.accountRejects.Inc()
@@ -218,7 +224,7 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 
 	u, err := s.users.UserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, auth.ErrNotFound) {
-		return none, "invalid", fmt.Errorf("account: login: %w", err)
+		return none, "error", fmt.Errorf("account: login: %w", err)
 	}
 	var match, rehash bool
 	if u == nil {
@@ -230,11 +236,11 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 		if errors.Is(err, auth.ErrOverloaded) {
 			return none, "overloaded", err
 		}
-		return none, "invalid", fmt.Errorf("account: login: verify: %w", err)
+		return none, "error", fmt.Errorf("account: login: verify: %w", err)
 	}
 	if !match {
 		if err := s.throttle.Failure(ctx, email, clientKey); err != nil {
-			return none, "invalid", fmt.Errorf("account: login: throttle: %w", err)
+			return none, "error", fmt.Errorf("account: login: throttle: %w", err)
 		}
 		return none, "invalid", auth.ErrInvalidCredentials
 	}
@@ -247,7 +253,7 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 	}
 	pair, err := s.sessions.Start(ctx, u.ID, []string{"pwd"})
 	if err != nil {
-		return none, "invalid", fmt.Errorf("account: login: %w", err)
+		return none, "error", fmt.Errorf("account: login: %w", err)
 	}
 	return pair, "success", nil
 }

@@ -1,6 +1,7 @@
 package account_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -230,5 +231,43 @@ func TestRegisterAppliesThePolicyFirst(t *testing.T) {
 	}
 	if _, err := f.svc.Register(t.Context(), email, "apollo guidance computer"); err != nil {
 		t.Fatalf("a good password: %v", err)
+	}
+}
+
+// TestLoginOutcomeOfAFailingDependency: a login that fails because a
+// dependency does is counted outcome="error", and one whose client went away
+// "cancelled"; neither is a wrong password ("invalid"), so that an outage does
+// not look like a credential-stuffing wave on a dashboard.
+func TestLoginOutcomeOfAFailingDependency(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c"); !errors.Is(err, auth.ErrInvalidCredentials) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := f.svc.Login(gone, "ada@example.com", pw, "c"); err == nil {
+		t.Fatal("login of a client that is gone succeeded")
+	}
+	// The database goes down (the service's lifetime closes it again at
+	// the end, which a closed database survives).
+	closer, ok := f.db.(interface{ Close() error })
+	if !ok {
+		t.Fatalf("%T cannot be closed", f.db)
+	}
+	if err := closer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c")
+	if err == nil || errors.Is(err, auth.ErrInvalidCredentials) {
+		t.Fatalf("login with the database down: %v", err)
+	}
+	for outcome, want := range map[string]float64{"invalid": 1, "cancelled": 1, "error": 1, "success": 0} {
+		if got := f.counter(t, "authd_logins_total", "outcome", outcome); got != want {
+			t.Errorf(`authd_logins_total{outcome=%q} = %v, want %v`, outcome, got, want)
+		}
 	}
 }

@@ -182,12 +182,24 @@ func Key(a netip.Addr) netip.Prefix {
 	return p
 }
 
+// netipReason is the reason of a net/netip parse error without the input,
+// which netip repeats (`netip.ParsePrefix("x/33"): prefix length out of
+// range`) and the caller already shows: errors name an entry by position.
+func netipReason(err error) string {
+	msg := err.Error()
+	if _, reason, ok := strings.Cut(msg, "): "); ok {
+		return reason
+	}
+	return msg
+}
+
 // ParsePrefixes parses the comma-separated AUTHD_TRUSTED_PROXIES value: CIDR
 // prefixes ("10.0.0.0/8", "2001:db8::/32") or bare addresses, which mean a
 // single host (/32 or /128). Space around entries is ignored; an empty string
 // yields no prefixes. Host bits are cleared (10.1.2.3/8 is 10.0.0.0/8) and
 // IPv4-mapped IPv6 forms become IPv4. An empty entry, a zone, or anything
-// unparsable is an error naming the entry.
+// unparsable is an error naming the entry by position (entry 2: …), not by
+// its text, which the caller already shows.
 func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
@@ -204,18 +216,18 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 			var err error
 			p, err = netip.ParsePrefix(part)
 			if err != nil {
-				return nil, fmt.Errorf("clientip: parse prefix %q: %w", part, err)
+				return nil, fmt.Errorf("clientip: entry %d: %s", i+1, netipReason(err))
 			}
 			if p.Addr().Is4In6() && p.Bits() < 96 {
-				return nil, fmt.Errorf("clientip: prefix %q: IPv4-mapped prefix shorter than /96", part)
+				return nil, fmt.Errorf("clientip: entry %d: IPv4-mapped prefix shorter than /96", i+1)
 			}
 		} else {
 			a, err := netip.ParseAddr(part)
 			if err != nil {
-				return nil, fmt.Errorf("clientip: parse address %q: %w", part, err)
+				return nil, fmt.Errorf("clientip: entry %d: %s", i+1, netipReason(err))
 			}
 			if a.Zone() != "" {
-				return nil, fmt.Errorf("clientip: address %q: zones are not allowed", part)
+				return nil, fmt.Errorf("clientip: entry %d: zones are not allowed", i+1)
 			}
 			a = a.Unmap()
 			p = netip.PrefixFrom(a, a.BitLen())

@@ -183,7 +183,12 @@ func settings() []setting {
 		{"AUTHD_TRUSTED_PROXIES", "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For / X-Real-IP is believed", false, func(c *Config, v string) error {
 			p, err := clientip.ParsePrefixes(v)
 			c.TrustedProxies = p
-			return err
+			if err != nil {
+				// The setting's line already shows the whole value; say only
+				// which entry is wrong and why, once.
+				return errors.New(strings.TrimPrefix(err.Error(), "clientip: "))
+			}
+			return nil
 		}},
 		{"AUTHD_ACCESS_TOKEN_TTL", "access-token-ttl", "15m", "access token lifetime", false, func(c *Config, v string) error { return duration(v, time.Minute, 24*time.Hour, &c.AccessTokenTTL) }},
 		{"AUTHD_REFRESH_TOKEN_TTL", "refresh-token-ttl", "720h", "refresh token (session) lifetime", false, func(c *Config, v string) error { return duration(v, time.Minute, 8760*time.Hour, &c.RefreshTokenTTL) }},
@@ -328,11 +333,22 @@ func Usage(out io.Writer) {
 func UsageOf(out io.Writer, envs ...string) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
+	// Defaults derived from other settings are shown as what they become.
+	derived := map[string]string{
+		"AUTHD_HASH_QUEUE": fmt.Sprintf("%d×workers", QueuePerWorker),
+		"AUTHD_JWT_ISSUER": "AUTHD_PUBLIC_URL",
+		"AUTHD_PUBLIC_URL": "http://AUTHD_HTTP_ADDR",
+		"AUTHD_LOG_FORMAT": "text on a terminal, else json",
+		"AUTHD_SECRET_KEY": "generated (dev only)",
+	}
 	for _, s := range settings() {
 		if len(envs) > 0 && !slices.Contains(envs, s.env) {
 			continue
 		}
 		def := s.def
+		if d, ok := derived[s.env]; ok && def == "" {
+			def = d
+		}
 		if def == "" {
 			def = "(empty)"
 		}

@@ -223,3 +223,42 @@ func TestSecretKeyRequiredWithPostgres(t *testing.T) {
 		})
 	}
 }
+
+// TestTrustedProxiesErrorSaysItOnce: the line shows the value once and the
+// reason once (netip's message repeats its input; the clientip wrapper did too).
+func TestTrustedProxiesErrorSaysItOnce(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"10.0.0.0/33", "foo", "10.0.0.1, 1.2.3.400"} {
+		_, err := Parse([]string{"-trusted-proxies", v}, env(nil), nil)
+		if err == nil {
+			t.Fatalf("%q accepted", v)
+		}
+		msg := err.Error()
+		bad := v[strings.LastIndex(v, " ")+1:]
+		if n := strings.Count(msg, bad); n != 1 || strings.Contains(msg, "netip") || strings.Contains(msg, "clientip") {
+			t.Errorf("%q: %q names %q %d times", v, msg, bad, n)
+		}
+	}
+}
+
+// TestHelpShowsDerivedDefaults: -h shows what a derived default becomes,
+// never "(empty)" for a setting that is not empty by default.
+func TestHelpShowsDerivedDefaults(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	if _, err := Parse([]string{"-h"}, env(nil), &buf); !errors.Is(err, ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, line := range strings.Split(buf.String(), "\n") {
+		for env, want := range map[string]string{
+			"AUTHD_HASH_QUEUE": "32×workers",
+			"AUTHD_JWT_ISSUER": "AUTHD_PUBLIC_URL",
+			"AUTHD_PUBLIC_URL": "http://AUTHD_HTTP_ADDR",
+			"AUTHD_LOG_FORMAT": "text on a terminal",
+		} {
+			if f := strings.Fields(line); len(f) > 2 && f[0] == env && !strings.HasPrefix(strings.Join(f[2:], " "), want) {
+				t.Errorf("-h shows %q; want the default %q", line, want)
+			}
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 )
 
 // MaxBodyBytes caps every request body.
@@ -17,17 +19,23 @@ type validator interface {
 	Validate() []FieldError
 }
 
-// decode reads one JSON object of type T from r: it checks the content type,
-// caps the size, rejects unknown fields and trailing data, then validates.
+// decode reads one JSON object of type T from r: it caps the size (413
+// whatever the body holds), checks the content type, rejects unknown fields
+// and trailing data, then validates.
 // Its errors are *problemError, ready for writeError.
 func decode[T validator](w http.ResponseWriter, r *http.Request) (T, error) {
 	var v T
+	// The size comes first: a body over the cap is 413 whatever it holds
+	// and whatever its content type says.
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return v, decodeError(err)
+	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return v, newProblem(http.StatusUnsupportedMediaType, codeMediaType, "Content-Type must be application/json")
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var p *T // nil after a JSON null, which is no object
 	if err := dec.Decode(&p); err != nil {
@@ -38,10 +46,6 @@ func decode[T validator](w http.ResponseWriter, r *http.Request) (T, error) {
 	}
 	v = *p
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return v, decodeError(err)
-		}
 		return v, newProblem(http.StatusBadRequest, codeMalformed, "the body must hold a single JSON object")
 	}
 	if fe := v.Validate(); len(fe) > 0 {
@@ -68,8 +72,9 @@ func decodeError(err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return newProblem(http.StatusBadRequest, codeMalformed, "the body ends early")
 	}
-	// Unknown fields and the rest: json's message names the field, never a value.
-	return newProblem(http.StatusBadRequest, codeMalformed, err.Error())
+	// Unknown fields and the rest: json's message names the field, never a
+	// value; its "json: " prefix is Go's, not the client's business.
+	return newProblem(http.StatusBadRequest, codeMalformed, strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // encode writes v as JSON with the given status; headers go out before WriteHeader.
@@ -81,6 +86,14 @@ func encode(w http.ResponseWriter, status int, contentType string, v any) {
 	w.WriteHeader(status)
 	// An error here means the client is gone; there is nobody to tell.
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeNoContent answers 204 with the headers every /v1/ answer carries.
+func writeNoContent(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func encodeJSON(w http.ResponseWriter, status int, v any) {

@@ -30,12 +30,17 @@ func requestID(ctx context.Context) string {
 // forge log correlation.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b [12]byte
-		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-		id := hex.EncodeToString(b[:])
+		id := newRequestID()
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
 	})
+}
+
+// newRequestID returns a fresh random request id: 24 hex digits.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
 }
 
 // statusWriter remembers the status code written.
@@ -84,6 +89,56 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// precreate creates the series of one route at 0: its request counter with
+// the status it answers on success, and its latency histogram.
+func (m *httpMetrics) precreate(route, method string, ok int) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(ok))
+	m.duration.WithLabelValues(route, method)
+}
+
+// MaxHeaderBytes is the documented limit on a request's head: the request
+// line and every header field, as sent. A larger head is refused 431
+// request_header_too_large by limitHeaderBytes, as problem+json, logged
+// and counted like any answer. The server's own limit (ServerMaxHeaderBytes)
+// lies above it and only bounds what is read at all; Listener gives a head
+// over that one the same answer.
+const MaxHeaderBytes = 16 << 10
+
+// ServerMaxHeaderBytes is the value for http.Server.MaxHeaderBytes of the
+// public listener: four times MaxHeaderBytes, which the handler enforces.
+const ServerMaxHeaderBytes = 4 * MaxHeaderBytes
+
+// limitHeaderBytes answers 431 request_header_too_large when the request's
+// head (request line and header fields, counted as they are sent) exceeds
+// limit bytes.
+func limitHeaderBytes(limit int) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if headBytes(r) > limit {
+				writeProblem(w, http.StatusRequestHeaderFieldsTooLarge, codeHeaderTooLarge,
+					"the request line and headers must be at most "+strconv.Itoa(limit)+" bytes")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// headBytes is the size of r's head as sent over HTTP/1.1: "METHOD URI
+// PROTO\r\n", "Host: …\r\n" and "Name: value\r\n" for every field.
+func headBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n
 }
 
 // observe logs one line per request and records the HTTP metrics, labelled by

@@ -46,6 +46,9 @@ const (
 	codeUnavailable  = "unavailable"
 	codeInternal     = "internal"
 	codeMethod       = "method_not_allowed"
+	// codeHeaderTooLarge is authd's own, like codeMethod: the request's
+	// head is over MaxHeaderBytes.
+	codeHeaderTooLarge = "request_header_too_large"
 )
 
 var titles = map[string]string{
@@ -64,6 +67,8 @@ var titles = map[string]string{
 	codeUnavailable:  "A dependency is unavailable; retry later.",
 	codeInternal:     "Internal server error.",
 	codeMethod:       "Method not allowed.",
+
+	codeHeaderTooLarge: "The request headers are too large.",
 }
 
 // problemError is an error that already knows its HTTP answer (decode errors,
@@ -115,6 +120,13 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case errors.Is(err, auth.ErrNotFound):
 		writeProblem(w, http.StatusNotFound, codeNotFound, "")
 	case errors.Is(err, auth.ErrRateLimited):
+		// The per-account throttle refused, not the client's bucket: the
+		// bucket's RateLimit-* headers (set on the way in, with quota left)
+		// would contradict Retry-After. Only Retry-After describes this limit.
+		h := w.Header()
+		h.Del("RateLimit-Limit")
+		h.Del("RateLimit-Remaining")
+		h.Del("RateLimit-Reset")
 		setRetryAfter(w, err, time.Second)
 		writeProblem(w, http.StatusTooManyRequests, codeRateLimited, "")
 	case errors.Is(err, auth.ErrOverloaded):

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/authd/authd/docs"
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/session"
 	"github.com/authd/authd/internal/token"
@@ -120,7 +122,7 @@ func handleLogout(logger *slog.Logger, sessions Sessions) http.Handler {
 			writeError(w, r, logger, err)
 			return
 		}
-		w.WriteHeader(http.StatusNoContent)
+		writeNoContent(w)
 	})
 }
 
@@ -184,6 +186,7 @@ func handleIntrospect(logger *slog.Logger, sessions Sessions) http.Handler {
 	})
 }
 
+// handleJWKS serves the key set as application/jwk-set+json (RFC 7517 §8.5).
 func handleJWKS(keys KeySet) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
@@ -191,49 +194,68 @@ func handleJWKS(keys KeySet) http.Handler {
 		// Verifiers that cache the set re-read it within five minutes; one
 		// that meets an unknown kid should re-read it at once.
 		h.Set("Cache-Control", "public, max-age=300")
+		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(keys.JWKS())
 	})
 }
 
+// discovery is the OpenID-style configuration. Members whose standard
+// meaning holds (OpenID Connect Discovery 1.0, RFC 8414) have their
+// standard names; authd's own endpoints, which a standard client must not
+// mistake for an OAuth token, userinfo or RFC 7662 introspection endpoint
+// (their requests and answers differ), are authd_-prefixed.
 type discovery struct {
-	Issuer                   string   `json:"issuer"`
-	JWKSURI                  string   `json:"jwks_uri"`
-	IDTokenSigningAlgs       []string `json:"id_token_signing_alg_values_supported"`
-	TokenEndpointAuthMethods []string `json:"token_endpoint_auth_methods_supported"`
-	ResponseTypes            []string `json:"response_types_supported"`
-	SubjectTypes             []string `json:"subject_types_supported"`
-	ClaimsSupported          []string `json:"claims_supported"`
-	RegisterEndpoint         string   `json:"authd_register_endpoint"`
-	LoginEndpoint            string   `json:"authd_login_endpoint"`
-	RefreshEndpoint          string   `json:"authd_refresh_endpoint"`
-	LogoutEndpoint           string   `json:"authd_logout_endpoint"`
-	UserinfoEndpoint         string   `json:"userinfo_endpoint"`
-	IntrospectionEndpoint    string   `json:"introspection_endpoint"`
+	Issuer                string   `json:"issuer"`
+	JWKSURI               string   `json:"jwks_uri"`
+	IDTokenSigningAlgs    []string `json:"id_token_signing_alg_values_supported"`
+	SubjectTypes          []string `json:"subject_types_supported"`
+	ClaimsSupported       []string `json:"claims_supported"`
+	ServiceDocumentation  string   `json:"service_documentation"`
+	RegisterEndpoint      string   `json:"authd_register_endpoint"`
+	LoginEndpoint         string   `json:"authd_login_endpoint"`
+	RefreshEndpoint       string   `json:"authd_refresh_endpoint"`
+	LogoutEndpoint        string   `json:"authd_logout_endpoint"`
+	MeEndpoint            string   `json:"authd_me_endpoint"`
+	IntrospectionEndpoint string   `json:"authd_introspect_endpoint"`
 }
 
 // handleDiscovery serves the OpenID configuration built from the configured
 // issuer and public URL, never from the request's Host header.
 func handleDiscovery(issuer, publicURL string) http.Handler {
 	d := discovery{
-		Issuer:                   issuer,
-		JWKSURI:                  publicURL + "/.well-known/jwks.json",
-		IDTokenSigningAlgs:       []string{"EdDSA"},
-		TokenEndpointAuthMethods: []string{"none"},
-		ResponseTypes:            []string{"token"},
-		SubjectTypes:             []string{"public"},
-		ClaimsSupported:          []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "amr"},
-		RegisterEndpoint:         publicURL + "/v1/register",
-		LoginEndpoint:            publicURL + "/v1/login",
-		RefreshEndpoint:          publicURL + "/v1/token/refresh",
-		LogoutEndpoint:           publicURL + "/v1/logout",
-		UserinfoEndpoint:         publicURL + "/v1/me",
-		IntrospectionEndpoint:    publicURL + "/v1/introspect",
+		Issuer:                issuer,
+		JWKSURI:               publicURL + "/.well-known/jwks.json",
+		IDTokenSigningAlgs:    []string{"EdDSA"},
+		SubjectTypes:          []string{"public"},
+		ClaimsSupported:       []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "amr"},
+		ServiceDocumentation:  publicURL + "/openapi.yaml",
+		RegisterEndpoint:      publicURL + "/v1/register",
+		LoginEndpoint:         publicURL + "/v1/login",
+		RefreshEndpoint:       publicURL + "/v1/token/refresh",
+		LogoutEndpoint:        publicURL + "/v1/logout",
+		MeEndpoint:            publicURL + "/v1/me",
+		IntrospectionEndpoint: publicURL + "/v1/introspect",
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		w.Header().Set("Content-Type", "application/json")
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age=3600")
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(http.StatusOK)
 		_ = json.NewEncoder(w).Encode(d)
+	})
+}
+
+// handleOpenAPI serves docs/openapi.yaml, the description of this API, as
+// embedded in the binary.
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/yaml")
+		h.Set("Cache-Control", "public, max-age=3600")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, docs.OpenAPI)
 	})
 }
