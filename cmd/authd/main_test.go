@@ -63,6 +63,8 @@ func launch(t *testing.T, env map[string]string) *instance {
 		"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(dir, "authd.db"),
 		"AUTHD_LOG_FORMAT":   "json",
 		"AUTHD_HASH_WORKERS": "2",
+		// No drain delay: the tests that stop instances would each wait it.
+		"AUTHD_SHUTDOWN_DRAIN_DELAY": "0",
 	}
 	for k, v := range env {
 		vars[k] = v
