@@ -232,8 +232,9 @@ func TestDefaultsFollowTheListener(t *testing.T) {
 
 func TestShutdownDrainsInFlight(t *testing.T) {
 	t.Parallel()
-	// Slow hashes (about a quarter second each) keep the requests in flight.
-	in := start(t, map[string]string{"AUTHD_SHUTDOWN_TIMEOUT": "15s", "AUTHD_ARGON2_ITERATIONS": "16"})
+	// Slow hashes (about a quarter second each) keep the requests in flight;
+	// under -race the last may wait seconds, past the default deadline.
+	in := start(t, map[string]string{"AUTHD_SHUTDOWN_TIMEOUT": "15s", "AUTHD_ARGON2_ITERATIONS": "16", "AUTHD_REQUEST_TIMEOUT": "20s"})
 	const n = 6
 	codes := make(chan int, n)
 	var wg sync.WaitGroup
