@@ -64,6 +64,8 @@ func launch(t *testing.T, env map[string]string) *instance {
 		"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(dir, "authd.db"),
 		"AUTHD_LOG_FORMAT":   "json",
 		"AUTHD_HASH_WORKERS": "2",
+		// No drain delay: the tests that stop instances would each wait it.
+		"AUTHD_SHUTDOWN_DRAIN_DELAY": "0",
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -231,8 +233,9 @@ func TestDefaultsFollowTheListener(t *testing.T) {
 
 func TestShutdownDrainsInFlight(t *testing.T) {
 	t.Parallel()
-	// Slow hashes (about a quarter second each) keep the requests in flight.
-	in := start(t, map[string]string{"AUTHD_SHUTDOWN_TIMEOUT": "15s", "AUTHD_ARGON2_ITERATIONS": "16"})
+	// Slow hashes (about a quarter second each) keep the requests in flight;
+	// under -race the last may wait seconds, past the default deadline.
+	in := start(t, map[string]string{"AUTHD_SHUTDOWN_TIMEOUT": "15s", "AUTHD_ARGON2_ITERATIONS": "16", "AUTHD_REQUEST_TIMEOUT": "20s"})
 	const n = 6
 	codes := make(chan int, n)
 	var wg sync.WaitGroup

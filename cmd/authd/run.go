@@ -30,7 +30,9 @@ var errUsage = errors.New("usage")
 // fatal error, after stopping whatever was built. It writes nothing to stdout
 // but help text.
 //
-// Every long-lived part joins one app.Lifetime as it is built and stops in
+// On SIGTERM the service first drains for AUTHD_SHUTDOWN_DRAIN_DELAY
+// (drain: /readyz answers 503, requests are still served). Then every
+// long-lived part, which joined one app.Lifetime as it was built, stops in
 // reverse order: readiness drains (/readyz answers 503), the public and
 // admin listeners drain, the hash pool finishes its queue, the background
 // parts (session pruner, key reload, sweepers) stop, Redis and the database
@@ -104,9 +106,11 @@ func serve(ctx context.Context, life *app.Lifetime, cfg *config.Config, getenv f
 		"database", svc.DBKind, "state", svc.State)
 	select {
 	case <-ctx.Done():
-	case <-life.Failed():
+		logger.Info("shutting down", "drain_delay", cfg.ShutdownDrainDelay.String(), "budget", cfg.ShutdownTimeout.String())
+		drain(cfg.ShutdownDrainDelay, svc.Ready, logger)
+	case <-life.Failed(): // no drain: the service is no longer whole
+		logger.Info("shutting down", "budget", cfg.ShutdownTimeout.String())
 	}
-	logger.Info("shutting down", "budget", cfg.ShutdownTimeout.String())
 	return nil
 }
 

@@ -214,7 +214,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		Users:    db,
 		Sessions: sessions,
 		Keys:     ring,
-	}, httpapi.Params{Issuer: cfg.JWTIssuer, PublicURL: cfg.PublicURL}, now, logger, reg)
+	}, httpapi.Params{Issuer: cfg.JWTIssuer, PublicURL: cfg.PublicURL, RequestTimeout: cfg.RequestTimeout}, now, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
@@ -242,7 +242,7 @@ func openDatabase(ctx context.Context, life *Lifetime, cfg *config.Config, now f
 		life.Add(Part{Name: "database", Close: func(context.Context) error { return s.Close() }})
 		return s, "sqlite", nil
 	}
-	s, err := postgres.Open(ctx, cfg.DatabaseURL, now, logger)
+	s, err := postgres.Open(ctx, cfg.DatabaseURL, now, logger, postgres.WithTimeout(cfg.RequestTimeout))
 	if err != nil {
 		return nil, "", fmt.Errorf("open database (AUTHD_DATABASE_URL): %w", err)
 	}

@@ -59,6 +59,13 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
 	LogFormat       string // text or json; empty: text on a terminal, json otherwise
+
+	// ShutdownDrainDelay is how long /readyz answers 503 while requests are
+	// still served, before the listeners close.
+	ShutdownDrainDelay time.Duration
+	// RequestTimeout is the deadline of every public request and of each
+	// database call.
+	RequestTimeout time.Duration
 }
 
 // Hash sizes the Forge's worker pool.
@@ -224,6 +231,12 @@ func settings() []setting {
 		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS delivery (not implemented yet: SMS go to the log; setting it refuses start-up)", true, notImplemented},
 		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "", "per delivery attempt (not implemented yet: setting it refuses start-up)", false, notImplemented},
 		{"AUTHD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "graceful shutdown budget", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.ShutdownTimeout) }},
+		{"AUTHD_SHUTDOWN_DRAIN_DELAY", "shutdown-drain-delay", "5s", "on SIGTERM, /readyz answers 503 this long while requests are still served, then the shutdown budget starts; 0 = none", false, func(c *Config, v string) error {
+			return duration(v, 0, 10*time.Minute, &c.ShutdownDrainDelay)
+		}},
+		{"AUTHD_REQUEST_TIMEOUT", "request-timeout", "3s", "deadline of every public request and of each database call; past it 503 unavailable with Retry-After; must exceed AUTHD_HASH_MAX_WAIT", false, func(c *Config, v string) error {
+			return duration(v, 100*time.Millisecond, 25*time.Second, &c.RequestTimeout)
+		}},
 		{"AUTHD_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, func(c *Config, v string) error {
 			switch strings.ToLower(v) {
 			case "debug", "info", "warn", "error":
@@ -295,6 +308,12 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	if c.SecretKey == "" && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
 		return nil, &Error{Env: "AUTHD_SECRET_KEY", Flag: "secret-key", Value: "",
 			Reason: "must be set with PostgreSQL: a generated key would be stored in the database beside the signing keys it protects"}
+	}
+	// A login may wait AUTHD_HASH_MAX_WAIT for a hash worker: a request
+	// deadline no longer than that would fail logins the pool admitted.
+	if c.Hash.MaxWait > 0 && c.RequestTimeout <= c.Hash.MaxWait {
+		return nil, &Error{Env: "AUTHD_REQUEST_TIMEOUT", Flag: "request-timeout", Value: c.RequestTimeout.String(),
+			Reason: fmt.Sprintf("must exceed AUTHD_HASH_MAX_WAIT (%s)", c.Hash.MaxWait)}
 	}
 	return c, nil
 }

@@ -262,3 +262,38 @@ func TestHelpShowsDerivedDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestTimeoutAndDrainDelay(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(nil, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RequestTimeout != 3*time.Second || c.ShutdownDrainDelay != 5*time.Second {
+		t.Errorf("defaults: request timeout %v, drain delay %v; want 3s and 5s", c.RequestTimeout, c.ShutdownDrainDelay)
+	}
+	c, err = Parse([]string{"-request-timeout=800ms", "-shutdown-drain-delay=0"}, env(map[string]string{"AUTHD_HASH_MAX_WAIT": "0"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RequestTimeout != 800*time.Millisecond || c.ShutdownDrainDelay != 0 {
+		t.Errorf("set: request timeout %v, drain delay %v", c.RequestTimeout, c.ShutdownDrainDelay)
+	}
+	for _, tc := range []struct {
+		vars map[string]string
+		env  string
+	}{
+		{map[string]string{"AUTHD_REQUEST_TIMEOUT": "0"}, "AUTHD_REQUEST_TIMEOUT"},
+		{map[string]string{"AUTHD_REQUEST_TIMEOUT": "1m"}, "AUTHD_REQUEST_TIMEOUT"}, // past the 30 s write timeout
+		{map[string]string{"AUTHD_REQUEST_TIMEOUT": "1s"}, "AUTHD_REQUEST_TIMEOUT"}, // not above the 1 s hash wait
+		{map[string]string{"AUTHD_REQUEST_TIMEOUT": "2s", "AUTHD_HASH_MAX_WAIT": "2s"}, "AUTHD_REQUEST_TIMEOUT"},
+		{map[string]string{"AUTHD_SHUTDOWN_DRAIN_DELAY": "-1s"}, "AUTHD_SHUTDOWN_DRAIN_DELAY"},
+		{map[string]string{"AUTHD_SHUTDOWN_DRAIN_DELAY": "soon"}, "AUTHD_SHUTDOWN_DRAIN_DELAY"},
+	} {
+		_, err := Parse(nil, env(tc.vars), nil)
+		var se *Error
+		if !errors.As(err, &se) || se.Env != tc.env || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err = %v, want a one-line *Error naming %s", tc.vars, err, tc.env)
+		}
+	}
+}

@@ -45,6 +45,23 @@ func NewReadiness(checks []Check, timeout time.Duration, logger *slog.Logger) (*
 // load balancers stop sending traffic before the listeners close.
 func (rd *Readiness) Drain() { rd.draining.Store(true) }
 
+// closeWhenDraining asks the client to close its connection after the
+// response (Connection: close, which net/http then honours) once rd is
+// draining: keep-alive clients reconnect, through their load balancer, to
+// an instance that is not shutting down. Idle connections are left alone:
+// closing one races a client sending its next request on it, and a POST
+// lost that way fails with EOF; Shutdown closes them after the drain.
+func closeWhenDraining(rd *Readiness) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if rd.draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 type readyResponse struct {
 	Status string            `json:"status"`
 	Checks map[string]string `json:"checks"`

@@ -132,7 +132,9 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	case errors.Is(err, auth.ErrOverloaded):
 		setRetryAfter(w, err, time.Second)
 		writeProblem(w, http.StatusServiceUnavailable, codeOverloaded, "")
-	case errors.Is(err, auth.ErrUnavailable):
+	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), pastDeadline(r):
+		// A dependency failed or did not answer within the request deadline
+		// (WithDeadline).
 		w.Header().Set("Retry-After", "1")
 		logger.WarnContext(r.Context(), "dependency unavailable", "request_id", requestID(r.Context()), "err", err)
 		writeProblem(w, http.StatusServiceUnavailable, codeUnavailable, "")

@@ -13,6 +13,7 @@ import (
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
 	r.Use(withRequestID, observe(s.logger, s.metrics, s.clientIP, s.now), limitHeaderBytes(MaxHeaderBytes))
+	r.Use(withDeadline(s.timeout), closeWhenDraining(s.ready))
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeProblem(w, http.StatusNotFound, codeNotFound, "")
 	})

@@ -34,6 +34,7 @@ type Server struct {
 	keys      KeySet
 	issuer    string
 	publicURL string
+	timeout   time.Duration // every request's deadline
 	handler   http.Handler
 }
 
@@ -59,6 +60,11 @@ type Params struct {
 	// PublicURL is where clients reach this service; discovery's links
 	// start with it.
 	PublicURL string
+	// RequestTimeout is every request's deadline (AUTHD_REQUEST_TIMEOUT):
+	// past it, a request whose dependencies have not answered is answered
+	// 503 unavailable (see withDeadline). It must be positive and shorter
+	// than the server's WriteTimeout.
+	RequestTimeout time.Duration
 }
 
 // NewServer returns the public API handler. Its HTTP metrics are registered
@@ -71,6 +77,8 @@ func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg 
 		return nil, errors.New("httpapi: a dependency is missing")
 	case p.Issuer == "" || p.PublicURL == "":
 		return nil, errors.New("httpapi: issuer and public URL are required")
+	case p.RequestTimeout <= 0:
+		return nil, errors.New("httpapi: the request timeout must be positive")
 	case now == nil || logger == nil || reg == nil:
 		return nil, errors.New("httpapi: clock, logger and registerer are required")
 	}
@@ -82,7 +90,7 @@ func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg 
 		logger: logger, now: now, metrics: m, ready: d.Ready,
 		clientIP: d.Clients.ClientIP, clientKey: d.Clients.Key, limiter: d.Limiter,
 		accounts: d.Accounts, users: d.Users, sessions: d.Sessions, keys: d.Keys,
-		issuer: p.Issuer, publicURL: p.PublicURL,
+		issuer: p.Issuer, publicURL: p.PublicURL, timeout: p.RequestTimeout,
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -13,6 +13,8 @@ import (
 
 // SigningKeys returns every stored key, oldest (by CreatedAt, then ID) first.
 func (s *Store) SigningKeys(ctx context.Context) ([]auth.SigningKey, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT kid, public_key, sealed, created_at, not_before, retire_at
 		FROM signing_keys ORDER BY created_at, kid`)
 	if err != nil {
@@ -39,6 +41,8 @@ func (s *Store) SigningKeys(ctx context.Context) ([]auth.SigningKey, error) {
 // is set from the store's clock, a zero k.NotBefore to k.CreatedAt. A
 // duplicate k.ID is an error.
 func (s *Store) AddSigningKey(ctx context.Context, k auth.SigningKey) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if k.ID == "" || len(k.PublicKey) == 0 || len(k.Sealed) == 0 {
 		return errors.New("postgres: add signing key: ID, PublicKey and Sealed are required")
 	}
@@ -72,6 +76,8 @@ func (s *Store) AddSigningKey(ctx context.Context, k auth.SigningKey) error {
 // DeleteSigningKeysRetiredBefore removes the keys whose RetireAt is set and
 // before t. Current keys are never removed.
 func (s *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `DELETE FROM signing_keys WHERE retire_at < $1`, utc(t)); err != nil {
 		return opErr("delete retired signing keys", err)
 	}
@@ -82,6 +88,8 @@ func (s *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time)
 // when there is none: every caller, concurrent or on another instance, gets
 // the first value stored. value must not be empty.
 func (s *Store) SecretOrCreate(ctx context.Context, name string, value []byte) ([]byte, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if len(value) == 0 {
 		return nil, errors.New("postgres: secret or create: empty value")
 	}

@@ -17,6 +17,17 @@
 //     which may be set in the URL: postgres://…/db?search_path=authd. That
 //     schema must exist.
 //   - Times are stored as timestamptz (microseconds) and come back as UTC.
+//   - Every call is bounded: pool acquisition and statements together take
+//     at most the timeout (WithTimeout, default DefaultTimeout) or ctx's
+//     deadline, whichever is nearer. At that deadline pgx stops waiting,
+//     sends PostgreSQL a cancel request for the running statement and
+//     discards the connection; the call returns an error wrapping
+//     auth.ErrUnavailable. A new connection gets the same bound
+//     (connect_timeout, unless the URL sets it), also when the pool dials it
+//     in the background after the call that asked for it has given up. The
+//     pool holds at most pool_max_conns connections (pgx's default: the
+//     greater of 4 and the number of CPUs). Migrations in Open are bounded
+//     only by Open's ctx: a long migration is not a slow query.
 //   - Errors: a database that cannot be reached, refuses connections, shuts
 //     down, times out or runs out of resources yields errors wrapping
 //     auth.ErrUnavailable (the API answers 503); a duplicate email wraps
@@ -65,8 +76,28 @@ var (
 // Store is a PostgreSQL-backed auth.UserStore, auth.SessionStore and
 // auth.KeyStore. It is safe for concurrent use; Close it when done.
 type Store struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	now     func() time.Time
+	timeout time.Duration // bounds every call (bound)
+}
+
+// DefaultTimeout bounds every call of a Store opened without WithTimeout.
+// authd passes its request deadline (AUTHD_REQUEST_TIMEOUT) instead.
+const DefaultTimeout = 5 * time.Second
+
+// Option changes a setting of Open that has a default.
+type Option func(*options)
+
+type options struct {
+	timeout time.Duration
+}
+
+// WithTimeout bounds every call of the Store (pool acquisition and
+// statements) and every connection attempt to d; the nearer of it and the
+// ctx's deadline wins. The URL's connect_timeout, when set, bounds
+// connection attempts instead. d must be positive; default DefaultTimeout.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) { o.timeout = d }
 }
 
 // Open connects to the database at url (postgres://…), applies any pending
@@ -74,9 +105,16 @@ type Store struct {
 // instance migrates the same schema. now is the clock of the timestamps the store fills in itself
 // (User.CreatedAt/UpdatedAt, SigningKey.CreatedAt when zero); logger reports
 // applied migrations. The caller must Close the Store.
-func Open(ctx context.Context, url string, now func() time.Time, logger *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, url string, now func() time.Time, logger *slog.Logger, opts ...Option) (*Store, error) {
 	if now == nil || logger == nil {
 		return nil, errors.New("postgres: open: a clock and a logger are required")
+	}
+	o := options{timeout: DefaultTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.timeout <= 0 {
+		return nil, fmt.Errorf("postgres: timeout %v: must be positive", o.timeout)
 	}
 	cfg, err := pgxpool.ParseConfig(url) // its errors carry the URL with the password redacted
 	if err != nil {
@@ -84,6 +122,12 @@ func Open(ctx context.Context, url string, now func() time.Time, logger *slog.Lo
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "authd"
+	}
+	// Without it a connection the pool dials in the background (after the
+	// call that wanted it gave up) could wait on a dead server for minutes,
+	// holding one of the pool's slots.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = o.timeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -93,7 +137,7 @@ func Open(ctx context.Context, url string, now func() time.Time, logger *slog.Lo
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, now: now}, nil
+	return &Store{pool: pool, now: now, timeout: o.timeout}, nil
 }
 
 // migrate applies the embedded migrations under a session advisory lock
@@ -147,6 +191,8 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (err err
 
 // Ping checks that the database answers (readiness).
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
 		return opErr("ping", err)
 	}
@@ -158,6 +204,11 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
+}
+
+// bound returns ctx with the Store's deadline, unless ctx has a nearer one.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // querier is what the store's statements need: the pool and pgx.Tx both have it.

@@ -20,6 +20,8 @@ const sessionColumns = `id, user_id, amr, created_at, expires_at, revoked_at`
 // sess.CreatedAt. It returns an error wrapping auth.ErrNotFound when
 // sess.UserID names no account.
 func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, first auth.RefreshToken) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if sess.ExpiresAt.IsZero() || first.ExpiresAt.IsZero() || len(first.Hash) == 0 {
 		return errors.New("postgres: create session: ExpiresAt and the token hash are required")
 	}
@@ -65,6 +67,8 @@ func insertToken(ctx context.Context, q querier, sessionID string, t auth.Refres
 //
 // On any error nothing is written.
 func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next auth.RefreshToken, now time.Time) (*auth.Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if next.ExpiresAt.IsZero() || len(next.Hash) == 0 {
 		return nil, errors.New("postgres: rotate refresh token: next needs ExpiresAt and a hash")
 	}
@@ -122,6 +126,8 @@ func (s *Store) RotateRefreshToken(ctx context.Context, oldHash []byte, next aut
 // SessionByID returns the session, revoked or expired ones included, or an
 // error wrapping auth.ErrNotFound.
 func (s *Store) SessionByID(ctx context.Context, id string) (*auth.Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	sess, err := sessionByID(ctx, s.pool, id, "")
 	if err != nil {
 		return nil, opErr("session by id", err)
@@ -150,6 +156,8 @@ func sessionByID(ctx context.Context, q querier, id, lock string) (*auth.Session
 // RevokeSession sets the session's RevokedAt to now unless it is already
 // revoked. An unknown session is not an error.
 func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`,
 		id, utc(now)); err != nil {
 		return opErr("revoke session", err)
@@ -160,6 +168,8 @@ func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) err
 // RevokedSessionsSince lists the sessions revoked at or after t (ID, UserID
 // and RevokedAt set), oldest first.
 func (s *Store) RevokedSessionsSince(ctx context.Context, t time.Time) ([]auth.Session, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT id, user_id, revoked_at FROM sessions
 		WHERE revoked_at IS NOT NULL AND revoked_at >= $1 ORDER BY revoked_at`, utc(t))
 	if err != nil {
@@ -180,6 +190,8 @@ func (s *Store) RevokedSessionsSince(ctx context.Context, t time.Time) ([]auth.S
 // DeleteExpiredSessions deletes at most limit sessions that expired before
 // t; their refresh tokens go with them (ON DELETE CASCADE).
 func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit int) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE id IN
 		(SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, utc(t), limit)
 	if err != nil {
@@ -191,6 +203,8 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit in
 // RevokeUserSessions revokes every live (unrevoked, unexpired at now) session
 // of the user whose ID is not in keep, and returns the revoked IDs, sorted.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	// keep is never NULL: id <> ALL(NULL) matches nothing.
 	rows, err := s.pool.Query(ctx, `UPDATE sessions SET revoked_at = $2
 		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> ALL($3)

@@ -17,6 +17,8 @@ const userColumns = `id, email, email_verified, password_hash, phone, phone_veri
 // microseconds. It returns an error wrapping auth.ErrEmailTaken when another
 // account has u.Email (SQLSTATE 23505 on users_email_key).
 func (s *Store) CreateUser(ctx context.Context, u *auth.User) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if u.CreatedAt.IsZero() {
 		u.CreatedAt = s.now()
 	}
@@ -46,6 +48,8 @@ func createUser(ctx context.Context, q querier, u *auth.User) error {
 // UserByEmail returns the account with this normalised email, or an error
 // wrapping auth.ErrNotFound.
 func (s *Store) UserByEmail(ctx context.Context, email string) (*auth.User, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email))
 	if err != nil {
 		return nil, opErr("user by email", err)
@@ -55,6 +59,8 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*auth.User, erro
 
 // UserByID returns the account, or an error wrapping auth.ErrNotFound.
 func (s *Store) UserByID(ctx context.Context, id string) (*auth.User, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if err != nil {
 		return nil, opErr("user by id", err)
@@ -65,6 +71,8 @@ func (s *Store) UserByID(ctx context.Context, id string) (*auth.User, error) {
 // UpdatePasswordHash replaces the user's hash and sets UpdatedAt to now. It
 // returns an error wrapping auth.ErrNotFound when there is no such user.
 func (s *Store) UpdatePasswordHash(ctx context.Context, userID, hash string, now time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1`,
 		userID, hash, utc(now))
 	if err == nil && tag.RowsAffected() == 0 {
