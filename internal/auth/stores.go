@@ -81,6 +81,14 @@ type StateStore interface {
 	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
 	// Delete removes the keys; absent keys are not an error.
 	Delete(ctx context.Context, keys ...string) error
+	// DeleteIfEqual removes key only if it holds value, atomically, and
+	// reports whether it did: the owner of a claim (a unique value stored
+	// with SetNX) gives it back without freeing a claim taken since by
+	// someone else.
+	DeleteIfEqual(ctx context.Context, key string, value []byte) (bool, error)
+	// Expire gives an existing key a new ttl (0: no expiry) and reports
+	// whether the key existed; an absent key is left absent.
+	Expire(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	// Ping checks the backend (readiness).
 	Ping(ctx context.Context) error
 }
