@@ -16,6 +16,7 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/session"
+	"github.com/authd/authd/internal/throttle"
 )
 
 // Hasher hashes and verifies passwords on the bounded pool.
@@ -28,11 +29,11 @@ type Hasher interface {
 	VerifyDummy(ctx context.Context, password string) error
 }
 
-// Throttle counts failed logins per account and per (account, client).
+// Throttle counts failed logins per account and per (account, client), or
+// per (account, device) for a login with a device token. An admitted
+// attempt must end in exactly one of its Success, Failure or Release.
 type Throttle interface {
-	Check(ctx context.Context, email, clientKey string) (time.Duration, error)
-	Failure(ctx context.Context, email, clientKey string) error
-	Success(ctx context.Context, email, clientKey string) error
+	Check(ctx context.Context, email, clientKey, device string) (*throttle.Attempt, time.Duration, error)
 }
 
 // Sessions starts a session and hands out its first token pair.
@@ -194,14 +195,22 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 	if err := s.hasher.Admit(); err != nil {
 		return none, "overloaded", err
 	}
-	wait, err := s.throttle.Check(ctx, email, clientKey)
+	attempt, wait, err := s.throttle.Check(ctx, email, clientKey, "")
 	if err != nil {
-		return none, "invalid", fmt.Errorf("account: login: throttle: %w", err)
+		return none, outcomeOf(err), fmt.Errorf("account: login: throttle: %w", err)
 	}
 	if wait > 0 {
 		s.accountRejects.Inc()
 		return none, "throttled", &ThrottledError{Wait: wait}
 	}
+	// Whatever ends this login before its password is judged (the pool
+	// refuses, the client leaves, the store fails) gives the slot back; after
+	// Success or Failure this does nothing.
+	defer func() {
+		if err := attempt.Release(ctx); err != nil {
+			s.logger.WarnContext(ctx, "throttle release failed", "err", err)
+		}
+	}()
 
 	u, err := s.users.UserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, auth.ErrNotFound) {
@@ -220,13 +229,13 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 		return none, "invalid", fmt.Errorf("account: login: verify: %w", err)
 	}
 	if !match {
-		if err := s.throttle.Failure(ctx, email, clientKey); err != nil {
+		if err := attempt.Failure(ctx); err != nil {
 			return none, "invalid", fmt.Errorf("account: login: throttle: %w", err)
 		}
 		return none, "invalid", auth.ErrInvalidCredentials
 	}
 
-	if err := s.throttle.Success(ctx, email, clientKey); err != nil {
+	if err := attempt.Success(ctx); err != nil {
 		s.logger.WarnContext(ctx, "throttle reset failed", "user_id", u.ID, "err", err)
 	}
 	if rehash {
@@ -237,6 +246,16 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 		return none, "invalid", fmt.Errorf("account: login: %w", err)
 	}
 	return pair, "success", nil
+}
+
+// outcomeOf labels a login that failed for err before its password was
+// judged: an overload (the pool, or a state store at its cap) or anything
+// else.
+func outcomeOf(err error) string {
+	if errors.Is(err, auth.ErrOverloaded) {
+		return "overloaded"
+	}
+	return "invalid"
 }
 
 // upgradeHash re-hashes a password stored with weaker parameters (or an

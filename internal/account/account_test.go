@@ -1,6 +1,7 @@
 package account_test
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -166,4 +167,27 @@ func (f *fixture) hashesDone(t *testing.T) float64 {
 	}
 	t.Fatal(`authd_hash_jobs_total{outcome="done"} not found`)
 	return 0
+}
+
+// TestAbandonedLoginsGiveBackTheirSlot: logins whose client left while the
+// password waited for the pool end without a verdict; each gives its
+// throttle slot back, so the owner's next login is checked at once instead
+// of answered 429 (before, each leaked a claim for AttemptTimeout).
+func TestAbandonedLoginsGiveBackTheirSlot(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 20 {
+		_, err := f.svc.Login(gone, "ada@example.com", pw, "c")
+		if err == nil || errors.Is(err, auth.ErrRateLimited) {
+			t.Fatalf("abandoned login %d: %v; want the cancellation, not a throttle", i, err)
+		}
+	}
+	if _, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c"); err != nil {
+		t.Fatalf("owner's login after 20 abandoned ones: %v", err)
+	}
 }
