@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/device"
 	"github.com/authd/authd/internal/session"
 	"github.com/authd/authd/internal/throttle"
 )
@@ -36,6 +37,15 @@ type Throttle interface {
 	Check(ctx context.Context, email, clientKey, device string) (*throttle.Attempt, time.Duration, error)
 }
 
+// Devices issues and checks device tokens (device.Tokens).
+type Devices interface {
+	// Issue returns a token for the user's device generation gen; device
+	// is the id of a token being renewed, or "" for a new device.
+	Issue(userID string, gen int64, device string) string
+	// Parse returns a live token's claims (an error for any other input).
+	Parse(token string) (device.Claims, error)
+}
+
 // Sessions starts a session and hands out its first token pair.
 type Sessions interface {
 	Start(ctx context.Context, userID string, amr []string) (session.Pair, error)
@@ -52,6 +62,7 @@ type Service struct {
 	users    auth.UserStore
 	hasher   Hasher
 	throttle Throttle
+	devices  Devices
 	sessions Sessions
 	notifier Notifier
 	logger   *slog.Logger
@@ -67,16 +78,16 @@ type Service struct {
 // authd_ratelimit_rejections_total{scope="account"} series, counted when the
 // throttle refuses a login (the family is shared with the per-client
 // limiter, which counts scope="ip").
-func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions Sessions, notifier Notifier,
+func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, devices Devices, sessions Sessions, notifier Notifier,
 	now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if users == nil || hasher == nil || throttle == nil || sessions == nil || notifier == nil {
+	if users == nil || hasher == nil || throttle == nil || devices == nil || sessions == nil || notifier == nil {
 		return nil, errors.New("account: a dependency is missing")
 	}
 	if now == nil || logger == nil || reg == nil {
 		return nil, errors.New("account: clock, logger and registerer are required")
 	}
 	s := &Service{
-		users: users, hasher: hasher, throttle: throttle, sessions: sessions, notifier: notifier,
+		users: users, hasher: hasher, throttle: throttle, devices: devices, sessions: sessions, notifier: notifier,
 		logger: logger, now: now,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_logins_total", Help: "Password logins by outcome.",
@@ -179,23 +190,43 @@ func (s *Service) register(ctx context.Context, email string, password auth.Pass
 	return u, nil
 }
 
-// Login checks an email and password. On success it returns the new
-// session's token pair. Unknown email and wrong password both return
-// auth.ErrInvalidCredentials after the same hashing work; a throttled account
-// returns a *ThrottledError before any hashing; a full pool returns an error
-// matching auth.ErrOverloaded before any database work.
-func (s *Service) Login(ctx context.Context, email string, password auth.Password, clientKey string) (session.Pair, error) {
-	pair, outcome, err := s.login(ctx, email, password, clientKey)
-	s.logins.WithLabelValues(outcome).Inc()
-	return pair, err
+// LoginResult is what a successful login gives the client.
+type LoginResult struct {
+	session.Pair
+	// DeviceToken names this client as a known device of the account: a
+	// later login that presents it is throttled by that device's own
+	// failures only (see internal/device). It renews the token presented,
+	// if that was valid, and is a new device's otherwise.
+	DeviceToken string
 }
 
-func (s *Service) login(ctx context.Context, email string, password auth.Password, clientKey string) (session.Pair, string, error) {
-	var none session.Pair
+// Login checks an email and password. On success it returns the new
+// session's token pair and a device token. Unknown email and wrong password
+// both return auth.ErrInvalidCredentials after the same hashing work; a
+// throttled account returns a *ThrottledError before any hashing; a full
+// pool returns an error matching auth.ErrOverloaded before any database work.
+//
+// deviceToken is the one a previous login returned, or "". When it is a
+// live token of this account (and no "logout all" has happened since), the
+// throttle holds the attempt by that device's counts only, not by the
+// account's: an attacker's failures on the account do not lock the owner's
+// known devices out. Any other value is treated as no token.
+func (s *Service) Login(ctx context.Context, email string, password auth.Password, clientKey, deviceToken string) (LoginResult, error) {
+	res, outcome, err := s.login(ctx, email, password, clientKey, deviceToken)
+	s.logins.WithLabelValues(outcome).Inc()
+	return res, err
+}
+
+func (s *Service) login(ctx context.Context, email string, password auth.Password, clientKey, deviceToken string) (LoginResult, string, error) {
+	var none LoginResult
 	if err := s.hasher.Admit(); err != nil {
 		return none, "overloaded", err
 	}
-	attempt, wait, err := s.throttle.Check(ctx, email, clientKey, "")
+	u, looked, device, err := s.knownDevice(ctx, email, deviceToken)
+	if err != nil {
+		return none, "invalid", fmt.Errorf("account: login: %w", err)
+	}
+	attempt, wait, err := s.throttle.Check(ctx, email, clientKey, device)
 	if err != nil {
 		return none, outcomeOf(err), fmt.Errorf("account: login: throttle: %w", err)
 	}
@@ -212,9 +243,11 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 		}
 	}()
 
-	u, err := s.users.UserByEmail(ctx, email)
-	if err != nil && !errors.Is(err, auth.ErrNotFound) {
-		return none, "invalid", fmt.Errorf("account: login: %w", err)
+	if !looked {
+		u, err = s.users.UserByEmail(ctx, email)
+		if err != nil && !errors.Is(err, auth.ErrNotFound) {
+			return none, "invalid", fmt.Errorf("account: login: %w", err)
+		}
 	}
 	var match, rehash bool
 	if u == nil {
@@ -245,7 +278,33 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 	if err != nil {
 		return none, "invalid", fmt.Errorf("account: login: %w", err)
 	}
-	return pair, "success", nil
+	return LoginResult{Pair: pair, DeviceToken: s.devices.Issue(u.ID, u.DeviceGeneration, device)}, "success", nil
+}
+
+// knownDevice returns the device id of deviceToken when it is a live token
+// of email's account in its current device generation, and "" otherwise.
+// Only a token whose signature holds costs a database read; its result is
+// returned (looked: u is the account, nil when the email has none) so that
+// the login does not read again.
+func (s *Service) knownDevice(ctx context.Context, email, deviceToken string) (u *auth.User, looked bool, device string, err error) {
+	if deviceToken == "" {
+		return nil, false, "", nil
+	}
+	c, err := s.devices.Parse(deviceToken)
+	if err != nil {
+		return nil, false, "", nil // forged, expired, malformed: no token
+	}
+	u, err = s.users.UserByEmail(ctx, email)
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil, true, "", nil
+	}
+	if err != nil {
+		return nil, false, "", err
+	}
+	if u.ID != c.UserID || u.DeviceGeneration != c.Generation {
+		return u, true, "", nil // another account's, or from before a logout all
+	}
+	return u, true, c.Device, nil
 }
 
 // outcomeOf labels a login that failed for err before its password was

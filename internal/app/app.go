@@ -19,6 +19,7 @@ import (
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/device"
 	"github.com/authd/authd/internal/hashpool"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/limiter"
@@ -196,7 +197,13 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	s.Accounts, err = account.NewService(db, hasher, thr, sessions, notifier, now, logger, reg)
+	// Device tokens (OWASP device cookies) let a known device past the
+	// account-wide throttle.
+	devices, err := device.New(keys.device, device.DefaultTTL, now)
+	if err != nil {
+		return nil, fmt.Errorf("device tokens: %w", err)
+	}
+	s.Accounts, err = account.NewService(db, hasher, thr, devices, sessions, notifier, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}

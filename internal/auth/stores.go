@@ -36,7 +36,9 @@ type SessionStore interface {
 	// Revoking a revoked or unknown session is not an error.
 	RevokeSession(ctx context.Context, id string, now time.Time) error
 	// RevokeUserSessions revokes every live session of the user except those
-	// listed in keep, and returns the IDs it revoked.
+	// listed in keep, and returns the IDs it revoked. In the same
+	// transaction it adds 1 to the user's DeviceGeneration, which
+	// invalidates every device token issued before.
 	RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error)
 	// RevokedSessionsSince lists the sessions revoked at or after t, with
 	// only ID, UserID and RevokedAt set, oldest first. Start-up uses it to
