@@ -104,8 +104,9 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		return nil, fmt.Errorf("rate limiter: %w", err)
 	}
 	var (
-		state auth.StateStore
-		lim   limiter.Limiter = local
+		state    auth.StateStore
+		thrState auth.StateStore // the throttle's: in process, capped apart from revocations
+		lim      limiter.Limiter = local
 	)
 	if cfg.RedisURL == "" {
 		m, err := memstate.New(memstate.Params{}, now)
@@ -114,6 +115,15 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		}
 		state, s.State = m, "memory"
 		life.Add(Part{Name: "memstate sweeper", Run: m.Run})
+		// The throttle's counts get a store of their own with a cap, so
+		// that a spray of random emails can neither grow memory without
+		// bound nor, at the cap, crowd out session revocations.
+		t, err := memstate.New(memstate.Params{MaxKeys: throttleMaxKeys}, now)
+		if err != nil {
+			return nil, err
+		}
+		thrState = t
+		life.Add(Part{Name: "throttle memstate sweeper", Run: t.Run})
 	} else {
 		c, err := redis.NewClient(cfg.RedisURL)
 		if err != nil {
@@ -122,6 +132,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		life.Add(Part{Name: "redis", Close: func(context.Context) error { return c.Close() }})
 		st := redis.NewStore(c, cfg.RedisKeyPrefix)
 		state, s.State = st, "redis"
+		thrState = st
 		if lim, err = limiter.NewRedis(c, local, cfg.RedisKeyPrefix+"rl:", limParams, logger); err != nil {
 			return nil, fmt.Errorf("rate limiter: %w", err)
 		}
@@ -189,7 +200,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 
 	// Registration and login, with the Guardian's per-account throttle.
-	thr, err := throttle.New(state, throttle.Params{HashKey: keys.throttle}, now)
+	thr, err := throttle.New(thrState, throttle.Params{HashKey: keys.throttle}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +236,14 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 	return s, nil
 }
+
+// throttleMaxKeys caps the in-process throttle store at about 120 MiB
+// (some 230 B an entry, docs/benchmarks.md). A spray of failed logins on
+// random emails holds 2 entries per login for 15 minutes, so reaching the
+// cap takes some 290 failed logins a second, sustained, more than one
+// instance's hash pool checks at the default Argon2 parameters; at the cap
+// new attempts are refused (503) and nothing held is dropped.
+const throttleMaxKeys = 1 << 19
 
 func passwordParams(cfg *config.Config) password.Params {
 	p := password.DefaultParams()
