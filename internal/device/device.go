@@ -9,7 +9,8 @@
 // The generation is kept with the account in the database and moves on with
 // every "logout all" (and password change or reset), which invalidates all
 // tokens issued before; the expiry bounds each token's life by itself.
-// Tokens are opaque to clients: base64url, about 120 characters.
+// Tokens are opaque to clients: base64url, about 135 characters for a
+// UUID account id.
 package device
 
 import (
