@@ -380,3 +380,38 @@ func newMemstate(t testing.TB, p memstate.Params, now func() time.Time) *memstat
 	}
 	return st
 }
+
+// TestForgetBudget plays a guesser who, instead of waiting for windows,
+// spends k free failures and waits for them to be forgotten, for each k:
+// none gets more than 96 guesses in any 24 hours, fewer than the 110 the
+// delays allow (TestAttackerBudget).
+func TestForgetBudget(t *testing.T) {
+	t.Parallel()
+	for k := 1; k <= throttle.DefaultFreeFailures; k++ {
+		t.Run(fmt.Sprint("k=", k), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, backend{name: "memstate"}, throttle.Params{})
+			// keep(k): FirstWindow doubled per failure past the first.
+			forget := throttle.DefaultFirstWindow << (k - 1)
+			var at []time.Time
+			end := epoch.Add(48 * time.Hour)
+			for e.clock.Now().Before(end) {
+				for range k {
+					at = append(at, e.clock.Now())
+					e.attempt(t, alice, attacker)
+				}
+				e.clock.Advance(forget)
+			}
+			best, j := 0, 0
+			for i := range at {
+				for at[i].Sub(at[j]) >= 24*time.Hour {
+					j++
+				}
+				best = max(best, i-j+1)
+			}
+			if best > 96 {
+				t.Errorf("%d guesses in 24h spending %d and waiting %v, want at most 96", best, k, forget)
+			}
+		})
+	}
+}
