@@ -16,7 +16,9 @@ import (
 
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/password"
+	"github.com/authd/authd/internal/device"
 	"github.com/authd/authd/internal/session"
+	"github.com/authd/authd/internal/throttle"
 )
 
 // Hasher hashes and verifies passwords on the bounded pool.
@@ -29,11 +31,20 @@ type Hasher interface {
 	VerifyDummy(ctx context.Context, password string) error
 }
 
-// Throttle counts failed logins per account and per (account, client).
+// Throttle counts failed logins per account and per (account, client), or
+// per (account, device) for a login with a device token. An admitted
+// attempt must end in exactly one of its Success, Failure or Release.
 type Throttle interface {
-	Check(ctx context.Context, email, clientKey string) (time.Duration, error)
-	Failure(ctx context.Context, email, clientKey string) error
-	Success(ctx context.Context, email, clientKey string) error
+	Check(ctx context.Context, email, clientKey, device string) (*throttle.Attempt, time.Duration, error)
+}
+
+// Devices issues and checks device tokens (device.Tokens).
+type Devices interface {
+	// Issue returns a token for the user's device generation gen; device
+	// is the id of a token being renewed, or "" for a new device.
+	Issue(userID string, gen int64, device string) string
+	// Parse returns a live token's claims (an error for any other input).
+	Parse(token string) (device.Claims, error)
 }
 
 // Sessions starts a session and hands out its first token pair.
@@ -53,6 +64,7 @@ type Service struct {
 	hasher   Hasher
 	policy   password.Policy
 	throttle Throttle
+	devices  Devices
 	sessions Sessions
 	notifier Notifier
 	logger   *slog.Logger
@@ -69,9 +81,9 @@ type Service struct {
 // authd_ratelimit_rejections_total{scope="account"} series, counted when the
 // throttle refuses a login (the family is shared with the per-client
 // limiter, which counts scope="ip").
-func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, throttle Throttle, sessions Sessions, notifier Notifier,
+func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, throttle Throttle, devices Devices, sessions Sessions, notifier Notifier,
 	now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if users == nil || hasher == nil || throttle == nil || sessions == nil || notifier == nil {
+	if users == nil || hasher == nil || throttle == nil || devices == nil || sessions == nil || notifier == nil {
 		return nil, errors.New("account: a dependency is missing")
 	}
 	if now == nil || logger == nil || reg == nil {
@@ -81,7 +93,7 @@ func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, thr
 		return nil, fmt.Errorf("account: %w", err)
 	}
 	s := &Service{
-		users: users, hasher: hasher, policy: policy, throttle: throttle, sessions: sessions, notifier: notifier,
+		users: users, hasher: hasher, policy: policy, throttle: throttle, devices: devices, sessions: sessions, notifier: notifier,
 		logger: logger, now: now,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_logins_total", Help: "Password logins by outcome.",
@@ -191,13 +203,29 @@ func (s *Service) register(ctx context.Context, email string, pw auth.Password) 
 	return u, nil
 }
 
+// LoginResult is what a successful login gives the client.
+type LoginResult struct {
+	session.Pair
+	// DeviceToken names this client as a known device of the account: a
+	// later login that presents it is throttled by that device's own
+	// failures only (see internal/device). It renews the token presented,
+	// if that was valid, and is a new device's otherwise.
+	DeviceToken string
+}
+
 // Login checks an email and password. On success it returns the new
-// session's token pair. Unknown email and wrong password both return
-// auth.ErrInvalidCredentials after the same hashing work; a throttled account
-// returns a *ThrottledError before any hashing; a full pool returns an error
-// matching auth.ErrOverloaded before any database work.
-func (s *Service) Login(ctx context.Context, email string, password auth.Password, clientKey string) (session.Pair, error) {
-	pair, outcome, err := s.login(ctx, email, password, clientKey)
+// session's token pair and a device token. Unknown email and wrong password
+// both return auth.ErrInvalidCredentials after the same hashing work; a
+// throttled account returns a *ThrottledError before any hashing; a full
+// pool returns an error matching auth.ErrOverloaded before any database work.
+//
+// deviceToken is the one a previous login returned, or "". When it is a
+// live token of this account (and no "logout all" has happened since), the
+// throttle holds the attempt by that device's counts only, not by the
+// account's: an attacker's failures on the account do not lock the owner's
+// known devices out. Any other value is treated as no token.
+func (s *Service) Login(ctx context.Context, email string, password auth.Password, clientKey, deviceToken string) (LoginResult, error) {
+	res, outcome, err := s.login(ctx, email, password, clientKey, deviceToken)
 	if outcome == "error" && errors.Is(ctx.Err(), context.Canceled) {
 		// The client went away (the pool skips its job, a query is cut
 		// short): neither a wrong password nor a dependency failing. A
@@ -205,26 +233,40 @@ func (s *Service) Login(ctx context.Context, email string, password auth.Passwor
 		outcome = "cancelled"
 	}
 	s.logins.WithLabelValues(outcome).Inc()
-	return pair, err
+	return res, err
 }
 
-func (s *Service) login(ctx context.Context, email string, password auth.Password, clientKey string) (session.Pair, string, error) {
-	var none session.Pair
+func (s *Service) login(ctx context.Context, email string, password auth.Password, clientKey, deviceToken string) (LoginResult, string, error) {
+	var none LoginResult
 	if err := s.hasher.Admit(); err != nil {
 		return none, "overloaded", err
 	}
-	wait, err := s.throttle.Check(ctx, email, clientKey)
+	u, looked, device, err := s.knownDevice(ctx, email, deviceToken)
 	if err != nil {
-		return none, "error", fmt.Errorf("account: login: throttle: %w", err)
+		return none, "error", fmt.Errorf("account: login: %w", err)
+	}
+	attempt, wait, err := s.throttle.Check(ctx, email, clientKey, device)
+	if err != nil {
+		return none, outcomeOf(err), fmt.Errorf("account: login: throttle: %w", err)
 	}
 	if wait > 0 {
 		s.accountRejects.Inc()
 		return none, "throttled", &ThrottledError{Wait: wait}
 	}
+	// Whatever ends this login before its password is judged (the pool
+	// refuses, the client leaves, the store fails) gives the slot back; after
+	// Success or Failure this does nothing.
+	defer func() {
+		if err := attempt.Release(ctx); err != nil {
+			s.logger.WarnContext(ctx, "throttle release failed", "err", err)
+		}
+	}()
 
-	u, err := s.users.UserByEmail(ctx, email)
-	if err != nil && !errors.Is(err, auth.ErrNotFound) {
-		return none, "error", fmt.Errorf("account: login: %w", err)
+	if !looked {
+		u, err = s.users.UserByEmail(ctx, email)
+		if err != nil && !errors.Is(err, auth.ErrNotFound) {
+			return none, "error", fmt.Errorf("account: login: %w", err)
+		}
 	}
 	var match, rehash bool
 	if u == nil {
@@ -239,13 +281,13 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 		return none, "error", fmt.Errorf("account: login: verify: %w", err)
 	}
 	if !match {
-		if err := s.throttle.Failure(ctx, email, clientKey); err != nil {
+		if err := attempt.Failure(ctx); err != nil {
 			return none, "error", fmt.Errorf("account: login: throttle: %w", err)
 		}
 		return none, "invalid", auth.ErrInvalidCredentials
 	}
 
-	if err := s.throttle.Success(ctx, email, clientKey); err != nil {
+	if err := attempt.Success(ctx); err != nil {
 		s.logger.WarnContext(ctx, "throttle reset failed", "user_id", u.ID, "err", err)
 	}
 	if rehash {
@@ -255,7 +297,43 @@ func (s *Service) login(ctx context.Context, email string, password auth.Passwor
 	if err != nil {
 		return none, "error", fmt.Errorf("account: login: %w", err)
 	}
-	return pair, "success", nil
+	return LoginResult{Pair: pair, DeviceToken: s.devices.Issue(u.ID, u.DeviceGeneration, device)}, "success", nil
+}
+
+// knownDevice returns the device id of deviceToken when it is a live token
+// of email's account in its current device generation, and "" otherwise.
+// Only a token whose signature holds costs a database read; its result is
+// returned (looked: u is the account, nil when the email has none) so that
+// the login does not read again.
+func (s *Service) knownDevice(ctx context.Context, email, deviceToken string) (u *auth.User, looked bool, device string, err error) {
+	if deviceToken == "" {
+		return nil, false, "", nil
+	}
+	c, err := s.devices.Parse(deviceToken)
+	if err != nil {
+		return nil, false, "", nil // forged, expired, malformed: no token
+	}
+	u, err = s.users.UserByEmail(ctx, email)
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil, true, "", nil
+	}
+	if err != nil {
+		return nil, false, "", err
+	}
+	if u.ID != c.UserID || u.DeviceGeneration != c.Generation {
+		return u, true, "", nil // another account's, or from before a logout all
+	}
+	return u, true, c.Device, nil
+}
+
+// outcomeOf labels a login that failed for err before its password was
+// judged: an overload (the pool, or a state store at its cap) or a
+// dependency's error.
+func outcomeOf(err error) string {
+	if errors.Is(err, auth.ErrOverloaded) {
+		return "overloaded"
+	}
+	return "error"
 }
 
 // upgradeHash re-hashes a password stored with weaker parameters (or an

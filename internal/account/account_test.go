@@ -3,6 +3,7 @@ package account_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -17,16 +18,18 @@ import (
 	"github.com/authd/authd/internal/app"
 	"github.com/authd/authd/internal/app/apptest"
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/clocktest"
 	"github.com/authd/authd/internal/password"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fixture struct {
-	svc  *account.Service
-	db   app.Stores
-	reg  *prometheus.Registry
-	logs *apptest.Logs
+	svc   *account.Service
+	db    app.Stores
+	reg   *prometheus.Registry
+	logs  *apptest.Logs
+	clock *clocktest.Clock // every part's
 }
 
 // newFixture builds the service main runs: SQLite in memory, in-process
@@ -35,8 +38,10 @@ func newFixture(t *testing.T, params password.Params) *fixture {
 	t.Helper()
 	logs := &apptest.Logs{}
 	reg := prometheus.NewRegistry()
-	svc := apptest.Build(t, apptest.Config(t), slog.New(slog.NewTextHandler(logs, nil)), reg, app.WithPasswordParams(params))
-	return &fixture{svc: svc.Accounts, db: svc.DB, reg: reg, logs: logs}
+	clock := clocktest.New(time.Now())
+	svc := apptest.Build(t, apptest.Config(t), slog.New(slog.NewTextHandler(logs, nil)), reg,
+		app.WithPasswordParams(params), app.WithClock(clock.Now))
+	return &fixture{svc: svc.Accounts, db: svc.DB, reg: reg, logs: logs, clock: clock}
 }
 
 // seed stores a user with the given hash, as an import would.
@@ -69,13 +74,13 @@ func TestBcryptImportIsUpgradedOnLogin(t *testing.T) {
 	}
 	f.seed(t, "imported@example.com", string(b))
 
-	if _, err := f.svc.Login(t.Context(), "imported@example.com", "wrong password!", "c"); !errors.Is(err, auth.ErrInvalidCredentials) {
+	if _, err := f.svc.Login(t.Context(), "imported@example.com", "wrong password!", "c", ""); !errors.Is(err, auth.ErrInvalidCredentials) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	if got := f.hashOf(t, "imported@example.com"); got != string(b) {
 		t.Fatalf("a failed login changed the hash to %q", got)
 	}
-	if _, err := f.svc.Login(t.Context(), "imported@example.com", pw, "c"); err != nil {
+	if _, err := f.svc.Login(t.Context(), "imported@example.com", pw, "c", ""); err != nil {
 		t.Fatalf("login with the imported bcrypt hash: %v", err)
 	}
 	got := f.hashOf(t, "imported@example.com")
@@ -83,7 +88,7 @@ func TestBcryptImportIsUpgradedOnLogin(t *testing.T) {
 		t.Fatalf("hash after login = %q, want an Argon2id PHC string", got)
 	}
 	// The upgraded hash verifies, and is not upgraded again.
-	if _, err := f.svc.Login(t.Context(), "imported@example.com", pw, "c"); err != nil {
+	if _, err := f.svc.Login(t.Context(), "imported@example.com", pw, "c", ""); err != nil {
 		t.Fatal(err)
 	}
 	if again := f.hashOf(t, "imported@example.com"); again != got {
@@ -107,7 +112,7 @@ func TestWeakerArgon2IsRehashed(t *testing.T) {
 
 	f := newFixture(t, strong)
 	f.seed(t, "ada@example.com", old)
-	if _, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c"); err != nil {
+	if _, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c", ""); err != nil {
 		t.Fatal(err)
 	}
 	p, _, _, err := password.Parse(f.hashOf(t, "ada@example.com"))
@@ -126,8 +131,8 @@ func TestUnknownEmailAndWrongPasswordLookAlike(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.hashesDone(t)
-	_, errWrong := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c")
-	_, errUnknown := f.svc.Login(t.Context(), "nobody@example.com", "not the password", "c")
+	_, errWrong := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c", "")
+	_, errUnknown := f.svc.Login(t.Context(), "nobody@example.com", "not the password", "c", "")
 	if !errors.Is(errWrong, auth.ErrInvalidCredentials) || !errors.Is(errUnknown, auth.ErrInvalidCredentials) {
 		t.Fatalf("wrong: %v, unknown: %v", errWrong, errUnknown)
 	}
@@ -186,7 +191,7 @@ func TestThrottledLoginCounted(t *testing.T) {
 	}
 	var throttled int
 	for range 10 {
-		_, err := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c")
+		_, err := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c", "")
 		var te *account.ThrottledError
 		if errors.As(err, &te) {
 			throttled++
@@ -244,12 +249,12 @@ func TestLoginOutcomeOfAFailingDependency(t *testing.T) {
 	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c"); !errors.Is(err, auth.ErrInvalidCredentials) {
+	if _, err := f.svc.Login(t.Context(), "ada@example.com", "not the password", "c", ""); !errors.Is(err, auth.ErrInvalidCredentials) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	gone, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := f.svc.Login(gone, "ada@example.com", pw, "c"); err == nil {
+	if _, err := f.svc.Login(gone, "ada@example.com", pw, "c", ""); err == nil {
 		t.Fatal("login of a client that is gone succeeded")
 	}
 	// The database goes down (the service's lifetime closes it again at
@@ -261,7 +266,7 @@ func TestLoginOutcomeOfAFailingDependency(t *testing.T) {
 	if err := closer.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c")
+	_, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c", "")
 	if err == nil || errors.Is(err, auth.ErrInvalidCredentials) {
 		t.Fatalf("login with the database down: %v", err)
 	}
@@ -269,5 +274,123 @@ func TestLoginOutcomeOfAFailingDependency(t *testing.T) {
 		if got := f.counter(t, "authd_logins_total", "outcome", outcome); got != want {
 			t.Errorf(`authd_logins_total{outcome=%q} = %v, want %v`, outcome, got, want)
 		}
+	}
+}
+
+// TestAbandonedLoginsGiveBackTheirSlot: logins whose client left while the
+// password waited for the pool end without a verdict; each gives its
+// throttle slot back, so the owner's next login is checked at once instead
+// of answered 429 (before, each leaked a claim for AttemptTimeout).
+func TestAbandonedLoginsGiveBackTheirSlot(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, password.TestParams())
+	if _, err := f.svc.Register(t.Context(), "ada@example.com", pw); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 20 {
+		_, err := f.svc.Login(gone, "ada@example.com", pw, "c", "")
+		if err == nil || errors.Is(err, auth.ErrRateLimited) {
+			t.Fatalf("abandoned login %d: %v; want the cancellation, not a throttle", i, err)
+		}
+	}
+	if _, err := f.svc.Login(t.Context(), "ada@example.com", pw, "c", ""); err != nil {
+		t.Fatalf("owner's login after 20 abandoned ones: %v", err)
+	}
+}
+
+// TestDeviceTokenEscapesLockout is the lockout lever of issue 9.1 and its
+// answer. An attacker spends 200 wrong passwords from varying addresses and
+// then one at the end of every window (public in Retry-After): without a
+// device token the owner, right password and all, is answered 429 for as
+// long as that goes on. With the device token of an earlier login the owner
+// is let in at once, every time. The attacker gains nothing from a wrong,
+// forged or other account's token, and "logout all" ends the exemption.
+func TestDeviceTokenEscapesLockout(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	f := newFixture(t, password.TestParams())
+	const ada, bob, owner = "ada@example.com", "bob@example.com", "203.0.113.9"
+	u, err := f.svc.Register(ctx, ada, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Register(ctx, bob, pw); err != nil {
+		t.Fatal(err)
+	}
+	login := func(email string, password auth.Password, client, deviceToken string) (account.LoginResult, error) {
+		t.Helper()
+		return f.svc.Login(ctx, email, password, client, deviceToken)
+	}
+	first, err := login(ada, pw, owner, "")
+	if err != nil || first.DeviceToken == "" {
+		t.Fatalf("owner's first login = %+v, %v; want a device token", first, err)
+	}
+	bobs, err := login(bob, pw, "192.0.2.1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	guesses := 0
+	guess := func(deviceToken string) error {
+		t.Helper()
+		_, err := login(ada, "wrong guess", fmt.Sprint("198.51.100.", guesses%250), deviceToken)
+		var te *account.ThrottledError
+		switch {
+		case errors.As(err, &te):
+			return err
+		case errors.Is(err, auth.ErrInvalidCredentials):
+			guesses++
+			return err
+		}
+		t.Fatalf("guess: %v", err)
+		return nil
+	}
+	// The attack: 200 wrong passwords, each as soon as the window allows.
+	for guesses < 200 {
+		var te *account.ThrottledError
+		if err := guess(""); errors.As(err, &te) {
+			f.clock.Advance(te.Wait)
+		}
+	}
+
+	token := first.DeviceToken
+	forged := []byte(token)
+	forged[len(forged)/2] ^= 1
+	for round := range 3 {
+		// Without its device token the owner is held by the attacker's window.
+		if _, err := login(ada, pw, owner, ""); !errors.Is(err, auth.ErrRateLimited) {
+			t.Fatalf("round %d: owner without a device token: %v; want 429", round, err)
+		}
+		// With it, the owner is in at once; the token is renewed.
+		res, err := login(ada, pw, owner, token)
+		if err != nil {
+			t.Fatalf("round %d: owner with a device token: %v", round, err)
+		}
+		token = res.DeviceToken
+		// An attacker's token is no key: a forgery, Bob's, garbage.
+		for name, tok := range map[string]string{"forged": string(forged), "bob's": bobs.DeviceToken, "garbage": "x"} {
+			if err := guess(tok); !errors.Is(err, auth.ErrRateLimited) {
+				t.Fatalf("round %d: attacker with %s token: %v; want 429", round, name, err)
+			}
+		}
+		// The attacker goes on: one guess at the end of each window.
+		var te *account.ThrottledError
+		if err := guess(""); !errors.As(err, &te) {
+			t.Fatalf("round %d: guess inside the window: %v", round, err)
+		}
+		f.clock.Advance(te.Wait)
+		if err := guess(""); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatalf("round %d: guess at the window's end: %v", round, err)
+		}
+	}
+
+	// "Logout all" (as a password reset does) invalidates every device token.
+	if _, err := f.db.RevokeUserSessions(ctx, u.ID, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := login(ada, pw, owner, token); !errors.Is(err, auth.ErrRateLimited) {
+		t.Fatalf("owner's device token after logout all: %v; want 429 (no exemption)", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/device"
 	"github.com/authd/authd/internal/hashpool"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/limiter"
@@ -105,8 +106,9 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		return nil, fmt.Errorf("rate limiter: %w", err)
 	}
 	var (
-		state auth.StateStore
-		lim   limiter.Limiter = local
+		state    auth.StateStore
+		thrState auth.StateStore // the throttle's: in process, capped apart from revocations
+		lim      limiter.Limiter = local
 	)
 	if cfg.RedisURL == "" {
 		m, err := memstate.New(memstate.Params{}, now)
@@ -115,6 +117,15 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		}
 		state, s.State = m, "memory"
 		life.Add(Part{Name: "memstate sweeper", Run: m.Run})
+		// The throttle's counts get a store of their own with a cap, so
+		// that a spray of random emails can neither grow memory without
+		// bound nor, at the cap, crowd out session revocations.
+		t, err := memstate.New(memstate.Params{MaxKeys: throttleMaxKeys}, now)
+		if err != nil {
+			return nil, err
+		}
+		thrState = t
+		life.Add(Part{Name: "throttle memstate sweeper", Run: t.Run})
 	} else {
 		c, err := redis.NewClient(cfg.RedisURL)
 		if err != nil {
@@ -123,6 +134,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		life.Add(Part{Name: "redis", Close: func(context.Context) error { return c.Close() }})
 		st := redis.NewStore(c, cfg.RedisKeyPrefix)
 		state, s.State = st, "redis"
+		thrState = st
 		if lim, err = limiter.NewRedis(c, local, cfg.RedisKeyPrefix+"rl:", limParams, logger); err != nil {
 			return nil, fmt.Errorf("rate limiter: %w", err)
 		}
@@ -190,7 +202,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 
 	// Registration and login, with the Guardian's per-account throttle.
-	thr, err := throttle.New(state, throttle.Params{BaseDelay: cfg.AccountThrottleBaseDelay, MaxDelay: cfg.AccountThrottleMaxDelay, HashKey: keys.throttle}, now)
+	thr, err := throttle.New(thrState, throttle.Params{BaseDelay: cfg.AccountThrottleBaseDelay, MaxDelay: cfg.AccountThrottleMaxDelay, HashKey: keys.throttle}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +210,13 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	s.Accounts, err = account.NewService(db, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, sessions, notifier, now, logger, reg)
+	// Device tokens (OWASP device cookies) let a known device past the
+	// account-wide throttle.
+	devices, err := device.New(keys.device, device.DefaultTTL, now)
+	if err != nil {
+		return nil, fmt.Errorf("device tokens: %w", err)
+	}
+	s.Accounts, err = account.NewService(db, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, devices, sessions, notifier, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +238,14 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	}
 	return s, nil
 }
+
+// throttleMaxKeys caps the in-process throttle store at about 120 MiB
+// (some 230 B an entry, docs/benchmarks.md). A spray of failed logins on
+// random emails holds 2 entries per login for 15 minutes, so reaching the
+// cap takes some 290 failed logins a second, sustained, more than one
+// instance's hash pool checks at the default Argon2 parameters; at the cap
+// new attempts are refused (503) and nothing held is dropped.
+const throttleMaxKeys = 1 << 19
 
 func passwordParams(cfg *config.Config) password.Params {
 	p := password.DefaultParams()

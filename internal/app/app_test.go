@@ -53,7 +53,7 @@ func TestOneClock(t *testing.T) {
 	if !u.CreatedAt.Equal(at) {
 		t.Errorf("user created at %v, want the fake clock's %v", u.CreatedAt, at)
 	}
-	pair, err := svc.Accounts.Login(ctx, "clock@example.com", "correct horse battery staple", "192.0.2.1/32")
+	pair, err := svc.Accounts.Login(ctx, "clock@example.com", "correct horse battery staple", "192.0.2.1/32", "")
 	if err != nil {
 		t.Fatal(err)
 	}

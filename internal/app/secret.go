@@ -62,6 +62,7 @@ func storedSecret(ctx context.Context, db Stores) ([]byte, error) {
 type purposeKeys struct {
 	seal     []byte // seals signing keys' private seeds at rest (token)
 	throttle []byte // HMAC key of the per-account throttle's counter names
+	device   []byte // HMAC key of device tokens (internal/device)
 }
 
 // deriveKeys derives every per-purpose key from the service secret with
@@ -77,6 +78,9 @@ func deriveKeys(secret []byte) (purposeKeys, error) {
 	}
 	if k.throttle, err = hkdf.Key(sha256.New, secret, nil, "authd throttle keys v1", 32); err != nil {
 		return k, fmt.Errorf("derive throttle key: %w", err)
+	}
+	if k.device, err = hkdf.Key(sha256.New, secret, nil, "authd device tokens v1", 32); err != nil {
+		return k, fmt.Errorf("derive device token key: %w", err)
 	}
 	return k, nil
 }

@@ -20,4 +20,7 @@ func TestDerivedKeysAreStable(t *testing.T) {
 	if len(k.throttle) != 32 || string(k.throttle) == string(k.seal) {
 		t.Errorf("throttle key %x: want 32 bytes of its own", k.throttle)
 	}
+	if len(k.device) != 32 || string(k.device) == string(k.seal) || string(k.device) == string(k.throttle) {
+		t.Errorf("device token key %x: want 32 bytes of its own", k.device)
+	}
 }

@@ -45,6 +45,11 @@ type User struct {
 	PhoneVerified bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// DeviceGeneration is read from the store, never written through
+	// CreateUser: device tokens carry the generation they were issued in,
+	// and RevokeUserSessions (logout all, password change or reset) moves
+	// it on, so that every earlier device token stops counting.
+	DeviceGeneration int64
 }
 
 // Session is one login: the family of refresh tokens that descend from it.

@@ -36,7 +36,9 @@ type SessionStore interface {
 	// Revoking a revoked or unknown session is not an error.
 	RevokeSession(ctx context.Context, id string, now time.Time) error
 	// RevokeUserSessions revokes every live session of the user except those
-	// listed in keep, and returns the IDs it revoked.
+	// listed in keep, and returns the IDs it revoked. In the same
+	// transaction it adds 1 to the user's DeviceGeneration, which
+	// invalidates every device token issued before.
 	RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error)
 	// RevokedSessionsSince lists the sessions revoked at or after t, with
 	// only ID, UserID and RevokedAt set, oldest first. Start-up uses it to
@@ -81,6 +83,14 @@ type StateStore interface {
 	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
 	// Delete removes the keys; absent keys are not an error.
 	Delete(ctx context.Context, keys ...string) error
+	// DeleteIfEqual removes key only if it holds value, atomically, and
+	// reports whether it did: the owner of a claim (a unique value stored
+	// with SetNX) gives it back without freeing a claim taken since by
+	// someone else.
+	DeleteIfEqual(ctx context.Context, key string, value []byte) (bool, error)
+	// Expire gives an existing key a new ttl (0: no expiry) and reports
+	// whether the key existed; an absent key is left absent.
+	Expire(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	// Ping checks the backend (readiness).
 	Ping(ctx context.Context) error
 }

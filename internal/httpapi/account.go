@@ -5,14 +5,16 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/authd/authd/internal/account"
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/device"
 	"github.com/authd/authd/internal/session"
 )
 
 // Accounts is registration and password login (account.Service).
 type Accounts interface {
 	Register(ctx context.Context, email string, pw auth.Password) (*auth.User, error)
-	Login(ctx context.Context, email string, pw auth.Password, clientKey string) (session.Pair, error)
+	Login(ctx context.Context, email string, pw auth.Password, clientKey, deviceToken string) (account.LoginResult, error)
 }
 
 type registerRequest struct {
@@ -58,6 +60,14 @@ const maxPasswordBytes = 1024
 type loginRequest struct {
 	Email    string        `json:"email"`
 	Password auth.Password `json:"password"`
+	// DeviceToken is the device_token of an earlier login from this client.
+	DeviceToken auth.Token `json:"device_token"`
+}
+
+// loginResponse is the token pair and the client's device token.
+type loginResponse struct {
+	session.Pair
+	DeviceToken auth.Token `json:"device_token"`
 }
 
 // Validate only rejects what cannot be a credential at all; anything else
@@ -70,6 +80,9 @@ func (r loginRequest) Validate() []FieldError {
 	if r.Password == "" || len(r.Password) > maxPasswordBytes {
 		fe = append(fe, FieldError{Field: "password", Message: "password is required and at most 1024 bytes"})
 	}
+	if len(r.DeviceToken) > device.MaxLen {
+		fe = append(fe, FieldError{Field: "device_token", Message: "device_token is at most 512 bytes"})
+	}
 	return fe
 }
 
@@ -80,11 +93,11 @@ func handleLogin(logger *slog.Logger, accounts Accounts, clientKey func(*http.Re
 			writeError(w, r, logger, err)
 			return
 		}
-		pair, err := accounts.Login(r.Context(), auth.NormalizeEmail(req.Email), req.Password, clientKey(r))
+		res, err := accounts.Login(r.Context(), auth.NormalizeEmail(req.Email), req.Password, clientKey(r), string(req.DeviceToken))
 		if err != nil {
 			writeError(w, r, logger, err)
 			return
 		}
-		encodeJSON(w, http.StatusOK, pair)
+		encodeJSON(w, http.StatusOK, loginResponse{Pair: res.Pair, DeviceToken: auth.Token(res.DeviceToken)})
 	})
 }

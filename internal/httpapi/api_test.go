@@ -423,3 +423,37 @@ func TestNoSecretInLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginDeviceToken: login answers a device_token, and takes one back;
+// a token that is not valid is no error (treated as none), but one longer
+// than any token is a validation error.
+func TestLoginDeviceToken(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, memDB(t), options{})
+	register(t, f, "dev@example.com")
+	body := func(device string) string {
+		return `{"email":"dev@example.com","password":"` + goodPassword + `","device_token":` + device + `}`
+	}
+	r := f.post(t, "/v1/login", `{"email":"dev@example.com","password":"`+goodPassword+`"}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("login: %d %s", r.status, r.body)
+	}
+	tok, _ := r.json(t)["device_token"].(string)
+	if tok == "" {
+		t.Fatalf("login answered no device_token: %s", r.body)
+	}
+	for name, device := range map[string]string{"its own": `"` + tok + `"`, "garbage": `"not a token"`, "empty": `""`} {
+		r := f.post(t, "/v1/login", body(device))
+		if r.status != http.StatusOK {
+			t.Fatalf("login with %s device token: %d %s", name, r.status, r.body)
+		}
+		if next, _ := r.json(t)["device_token"].(string); next == "" {
+			t.Fatalf("login with %s device token answered none: %s", name, r.body)
+		}
+	}
+	wantProblem(t, f.post(t, "/v1/login", body(`"`+strings.Repeat("A", 513)+`"`)), 400, "validation_failed")
+	wantProblem(t, f.post(t, "/v1/login", body(`7`)), 400, "malformed_request")
+	if strings.Contains(f.logs.String(), tok) {
+		t.Error("a device token reached the log")
+	}
+}

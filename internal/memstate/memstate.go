@@ -12,6 +12,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/authd/authd/internal/auth"
@@ -25,6 +26,14 @@ const DefaultSweepInterval = time.Minute
 type Params struct {
 	// SweepEvery is how often Run removes expired entries (0: 1 minute).
 	SweepEvery time.Duration
+	// MaxKeys caps the entries held (expired entries not yet swept count;
+	// 0: no cap). At the cap, a write that would add a key fails with an
+	// error wrapping ErrFull (and auth.ErrOverloaded), while existing keys
+	// are read, updated and deleted as usual: no entry is ever evicted to
+	// make room, so a flood of new keys cannot reset or drop the state of
+	// the keys already held. Room comes back as entries expire and Sweep
+	// (or Run) removes them.
+	MaxKeys int
 }
 
 // numShards spreads the keys over independent locks so that concurrent
@@ -40,7 +49,9 @@ const numShards = 32
 type Store struct {
 	now        func() time.Time
 	sweepEvery time.Duration
+	maxKeys    int64 // 0: no cap
 	seed       maphash.Seed
+	n          atomic.Int64 // entries held, expired ones included, across shards
 	shards     [numShards]shard
 }
 
@@ -58,10 +69,27 @@ func (e entry) expired(now time.Time) bool { return !e.exp.IsZero() && !now.Befo
 
 var _ auth.StateStore = (*Store)(nil)
 
+// ErrFull is wrapped by the error of a write refused at the Params.MaxKeys
+// cap; it matches auth.ErrOverloaded.
+var ErrFull = fmt.Errorf("memstate: store full: %w", auth.ErrOverloaded)
+
+// reserve counts one more entry, or reports false at the cap.
+func (s *Store) reserve() bool {
+	for {
+		n := s.n.Load()
+		if s.maxKeys > 0 && n >= s.maxKeys {
+			return false
+		}
+		if s.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
 // New returns an empty Store whose expiry follows now (time.Now in
 // production, a fake clock in tests). Expired entries stay in memory, unseen,
 // until Sweep or Run removes them. It returns an error for a nil clock or a
-// negative sweep interval.
+// negative sweep interval or key cap.
 func New(p Params, now func() time.Time) (*Store, error) {
 	if now == nil {
 		return nil, errors.New("memstate: a clock is required")
@@ -69,10 +97,13 @@ func New(p Params, now func() time.Time) (*Store, error) {
 	if p.SweepEvery < 0 {
 		return nil, fmt.Errorf("memstate: sweep interval %v is negative", p.SweepEvery)
 	}
+	if p.MaxKeys < 0 {
+		return nil, fmt.Errorf("memstate: key cap %d is negative", p.MaxKeys)
+	}
 	if p.SweepEvery == 0 {
 		p.SweepEvery = DefaultSweepInterval
 	}
-	s := &Store{now: now, sweepEvery: p.SweepEvery, seed: maphash.MakeSeed()}
+	s := &Store{now: now, sweepEvery: p.SweepEvery, maxKeys: int64(p.MaxKeys), seed: maphash.MakeSeed()}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]entry)
 	}
@@ -131,8 +162,11 @@ func (s *Store) Set(_ context.Context, key string, value []byte, ttl time.Durati
 	sh := s.shard(key)
 	e := entry{val: clone(value), exp: s.expiry(ttl)}
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.m[key]; !ok && !s.reserve() {
+		return fmt.Errorf("memstate: set: %w", ErrFull)
+	}
 	sh.m[key] = e
-	sh.mu.Unlock()
 	return nil
 }
 
@@ -147,8 +181,12 @@ func (s *Store) SetNX(_ context.Context, key string, value []byte, ttl time.Dura
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	now := s.now()
-	if e, ok := sh.m[key]; ok && !e.expired(now) {
+	old, ok := sh.m[key]
+	if ok && !old.expired(now) {
 		return false, nil
+	}
+	if !ok && !s.reserve() {
+		return false, fmt.Errorf("memstate: setnx: %w", ErrFull)
 	}
 	e := entry{val: clone(value)}
 	if ttl > 0 {
@@ -171,6 +209,9 @@ func (s *Store) Incr(_ context.Context, key string, ttl time.Duration) (int64, e
 	defer sh.mu.Unlock()
 	now := s.now()
 	e, ok := sh.m[key]
+	if !ok && !s.reserve() {
+		return 0, fmt.Errorf("memstate: incr: %w", ErrFull)
+	}
 	if !ok || e.expired(now) {
 		e = entry{}
 		if ttl > 0 {
@@ -198,10 +239,46 @@ func (s *Store) Delete(_ context.Context, keys ...string) error {
 	for _, k := range keys {
 		sh := s.shard(k)
 		sh.mu.Lock()
-		delete(sh.m, k)
+		if _, ok := sh.m[k]; ok {
+			delete(sh.m, k)
+			s.n.Add(-1)
+		}
 		sh.mu.Unlock()
 	}
 	return nil
+}
+
+// DeleteIfEqual removes key only if it is live and holds value, under the
+// key's lock, and reports whether it did.
+func (s *Store) DeleteIfEqual(_ context.Context, key string, value []byte) (bool, error) {
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.m[key]
+	if !ok || e.expired(s.now()) || string(e.val) != string(value) {
+		return false, nil
+	}
+	delete(sh.m, key)
+	s.n.Add(-1)
+	return true, nil
+}
+
+// Expire sets a live key's expiry to ttl from now (0: none) and reports
+// whether the key was live. A negative ttl is an error.
+func (s *Store) Expire(_ context.Context, key string, ttl time.Duration) (bool, error) {
+	if ttl < 0 {
+		return false, fmt.Errorf("memstate: expire: %w", errNegativeTTL)
+	}
+	sh := s.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := sh.m[key]
+	if !ok || e.expired(s.now()) {
+		return false, nil
+	}
+	e.exp = s.expiry(ttl)
+	sh.m[key] = e
+	return true, nil
 }
 
 // Ping always returns nil: the store is this process's memory.
@@ -228,13 +305,16 @@ func (s *Store) Sweep() int {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		now := s.now()
+		n := 0
 		for k, e := range sh.m {
 			if e.expired(now) {
 				delete(sh.m, k)
-				removed++
+				n++
 			}
 		}
+		s.n.Add(int64(-n))
 		sh.mu.Unlock()
+		removed += n
 	}
 	return removed
 }

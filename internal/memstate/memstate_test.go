@@ -2,6 +2,7 @@ package memstate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -33,6 +34,9 @@ func TestNewRefusesBadInput(t *testing.T) {
 	}
 	if _, err := memstate.New(memstate.Params{SweepEvery: -time.Second}, time.Now); err == nil {
 		t.Error("negative sweep interval: no error")
+	}
+	if _, err := memstate.New(memstate.Params{MaxKeys: -1}, time.Now); err == nil {
+		t.Error("negative key cap: no error")
 	}
 }
 
@@ -167,5 +171,71 @@ func BenchmarkStore(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestMaxKeys: at the cap new keys are refused, never made room for by
+// dropping a held one; held keys keep working; room comes back by Delete
+// and by expiry once swept.
+func TestMaxKeys(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := clocktest.New(epoch)
+	const max = 10
+	st := newStore(t, memstate.Params{MaxKeys: max}, clock.Now)
+	for i := range max {
+		ttl := time.Duration(0)
+		if i == 0 {
+			ttl = time.Minute
+		}
+		if err := st.Set(ctx, fmt.Sprint("k", i), []byte("1"), ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantFull := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, auth.ErrOverloaded) || !errors.Is(err, memstate.ErrFull) {
+			t.Errorf("%s at the cap: %v; want ErrFull (ErrOverloaded)", what, err)
+		}
+	}
+	wantFull("Set", st.Set(ctx, "new", []byte("v"), 0))
+	_, err := st.SetNX(ctx, "new", []byte("v"), 0)
+	wantFull("SetNX", err)
+	_, err = st.Incr(ctx, "new", time.Hour)
+	wantFull("Incr", err)
+	if st.Len() != max {
+		t.Fatalf("Len = %d, want %d", st.Len(), max)
+	}
+	// Held keys: read, updated, counted, given back.
+	for i := range max {
+		k := fmt.Sprint("k", i)
+		if n, err := st.Incr(ctx, k, 0); err != nil || n != 2 {
+			t.Fatalf("Incr(%s) at the cap = %d, %v; want 2", k, n, err)
+		}
+	}
+	if err := st.Delete(ctx, "k5"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Set(ctx, "new", []byte("v"), 0); err != nil {
+		t.Fatalf("Set after a Delete made room: %v", err)
+	}
+	_, err = st.SetNX(ctx, "new2", []byte("v"), 0)
+	wantFull("SetNX", err)
+	// An expired key still takes room until swept.
+	clock.Advance(time.Minute)
+	_, err = st.SetNX(ctx, "new2", []byte("v"), 0)
+	wantFull("SetNX before the sweep", err)
+	if n := st.Sweep(); n != 1 {
+		t.Fatalf("Sweep removed %d, want 1", n)
+	}
+	if ok, err := st.SetNX(ctx, "new2", []byte("v"), 0); err != nil || !ok {
+		t.Fatalf("SetNX after the sweep = %v, %v", ok, err)
+	}
+	// DeleteIfEqual gives room back too.
+	if ok, err := st.DeleteIfEqual(ctx, "new2", []byte("v")); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := st.Set(ctx, "new3", []byte("v"), 0); err != nil {
+		t.Fatalf("Set after DeleteIfEqual made room: %v", err)
 	}
 }

@@ -202,11 +202,14 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit in
 
 // RevokeUserSessions revokes every live (unrevoked, unexpired at now) session
 // of the user whose ID is not in keep, and returns the revoked IDs, sorted.
+// The same statement moves the user's device generation on.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	// keep is never NULL: id <> ALL(NULL) matches nothing.
-	rows, err := s.pool.Query(ctx, `UPDATE sessions SET revoked_at = $2
+	rows, err := s.pool.Query(ctx, `WITH devices AS (
+			UPDATE users SET device_generation = device_generation + 1 WHERE id = $1)
+		UPDATE sessions SET revoked_at = $2
 		WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id <> ALL($3)
 		RETURNING id`, userID, utc(now), nonNil(keep))
 	if err != nil {

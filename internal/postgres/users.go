@@ -12,6 +12,10 @@ import (
 
 const userColumns = `id, email, email_verified, password_hash, phone, phone_verified, created_at, updated_at`
 
+// userSelect is what the queries of a user read: the columns CreateUser
+// writes, and those only the store moves.
+const userSelect = userColumns + `, device_generation`
+
 // CreateUser inserts u. It fills u.CreatedAt (from the store's clock) and
 // u.UpdatedAt (= CreatedAt) when zero, and leaves u's times as stored: UTC,
 // microseconds. It returns an error wrapping auth.ErrEmailTaken when another
@@ -50,7 +54,7 @@ func createUser(ctx context.Context, q querier, u *auth.User) error {
 func (s *Store) UserByEmail(ctx context.Context, email string) (*auth.User, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email))
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userSelect+` FROM users WHERE email = $1`, email))
 	if err != nil {
 		return nil, opErr("user by email", err)
 	}
@@ -61,7 +65,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*auth.User, erro
 func (s *Store) UserByID(ctx context.Context, id string) (*auth.User, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userSelect+` FROM users WHERE id = $1`, id))
 	if err != nil {
 		return nil, opErr("user by id", err)
 	}
@@ -89,7 +93,7 @@ func scanUser(row pgx.Row) (*auth.User, error) {
 		u     auth.User
 		phone *string
 	)
-	err := row.Scan(&u.ID, &u.Email, &u.EmailVerified, &u.PasswordHash, &phone, &u.PhoneVerified, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Email, &u.EmailVerified, &u.PasswordHash, &phone, &u.PhoneVerified, &u.CreatedAt, &u.UpdatedAt, &u.DeviceGeneration)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, auth.ErrNotFound
 	}

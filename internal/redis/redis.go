@@ -238,6 +238,52 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	return nil
 }
 
+// deleteIfEqualScript deletes KEYS[1] only if it holds ARGV[1]: the
+// compare-and-delete of a claim's owner, atomic on the server.
+var deleteIfEqualScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+	return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// DeleteIfEqual removes key only if it holds value, in one atomic script,
+// and reports whether it did.
+func (s *Store) DeleteIfEqual(ctx context.Context, key string, value []byte) (bool, error) {
+	n, err := deleteIfEqualScript.Run(ctx, s.c, []string{s.key(key)}, value).Int64()
+	if err != nil {
+		return false, wrap("delete if equal", err)
+	}
+	return n == 1, nil
+}
+
+// Expire gives an existing key a ttl (PEXPIRE), or none when ttl is 0
+// (PERSIST), and reports whether the key existed.
+func (s *Store) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	var (
+		ok  bool
+		err error
+	)
+	switch {
+	case ttl < 0:
+		return false, fmt.Errorf("redis: expire: negative ttl %v", ttl)
+	case ttl == 0:
+		// PERSIST answers 0 both for an absent key and for one without a
+		// ttl; EXISTS tells them apart.
+		var n int64
+		if n, err = s.c.Exists(ctx, s.key(key)).Result(); err == nil && n == 1 {
+			err = s.c.Persist(ctx, s.key(key)).Err()
+		}
+		ok = n == 1
+	default:
+		ok, err = s.c.PExpire(ctx, s.key(key), max(ttl, time.Millisecond)).Result()
+	}
+	if err != nil {
+		return false, wrap("expire", err)
+	}
+	return ok, nil
+}
+
 // Ping checks that Redis answers (for /readyz); the error wraps
 // auth.ErrUnavailable when it does not.
 func (s *Store) Ping(ctx context.Context) error {

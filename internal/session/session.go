@@ -244,7 +244,10 @@ func (m *Manager) Logout(ctx context.Context, c *token.Claims, all bool) error {
 // none): a password change keeps the caller's session, a reset keeps none.
 // Refresh tokens of the revoked sessions stop working, and their access
 // tokens, as well as every other token of the user issued before now
-// (outside keepSID), are rejected by Authenticate. It blocks on both stores.
+// (outside keepSID), are rejected by Authenticate. The session store also
+// moves the user's device generation on, so every device token issued
+// before stops exempting its device from the account-wide login throttle.
+// It blocks on both stores.
 func (m *Manager) RevokeUser(ctx context.Context, userID, keepSID string) error {
 	now := m.now()
 	var keep []string

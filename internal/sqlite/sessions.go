@@ -226,6 +226,7 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, t time.Time, limit in
 
 // RevokeUserSessions revokes every live (unrevoked, unexpired at now) session
 // of the user whose ID is not in keep, and returns the revoked IDs, sorted.
+// It also moves the user's device generation on, in the same transaction.
 func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep ...string) ([]string, error) {
 	keepJSON, err := json.Marshal(nonNil(keep)) // never "null": NOT IN (NULL) matches nothing
 	if err != nil {
@@ -234,6 +235,9 @@ func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.
 	var ids []string
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		ts := encTime(now)
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET device_generation = device_generation + 1 WHERE id = ?`, userID); err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `UPDATE sessions SET revoked_at = ?
 			WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
 			  AND id NOT IN (SELECT value FROM json_each(?))

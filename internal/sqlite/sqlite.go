@@ -158,10 +158,10 @@ func Open(ctx context.Context, path string, now func() time.Time, logger *slog.L
 
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
-	if s.userByID, err = s.read.PrepareContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`); err != nil {
+	if s.userByID, err = s.read.PrepareContext(ctx, `SELECT `+userSelect+` FROM users WHERE id = ?`); err != nil {
 		return opErr("prepare", err)
 	}
-	if s.userByEmail, err = s.read.PrepareContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = ?`); err != nil {
+	if s.userByEmail, err = s.read.PrepareContext(ctx, `SELECT `+userSelect+` FROM users WHERE email = ?`); err != nil {
 		return opErr("prepare", err)
 	}
 	return nil

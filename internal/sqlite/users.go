@@ -14,6 +14,10 @@ import (
 
 const userColumns = `id, email, email_verified, password_hash, phone, phone_verified, created_at, updated_at`
 
+// userSelect is what the queries of a user read: the columns CreateUser
+// writes, and those only the store moves.
+const userSelect = userColumns + `, device_generation`
+
 // CreateUser inserts u. It fills u.CreatedAt (from the store's clock) and
 // u.UpdatedAt (= CreatedAt) when zero, and leaves u's times as stored: UTC,
 // microseconds. It returns an error wrapping auth.ErrEmailTaken when another
@@ -101,7 +105,7 @@ func scanUser(row *sql.Row) (*auth.User, error) {
 		phone            sql.NullString
 		created, updated string
 	)
-	err := row.Scan(&u.ID, &u.Email, &u.EmailVerified, &u.PasswordHash, &phone, &u.PhoneVerified, &created, &updated)
+	err := row.Scan(&u.ID, &u.Email, &u.EmailVerified, &u.PasswordHash, &phone, &u.PhoneVerified, &created, &updated, &u.DeviceGeneration)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, auth.ErrNotFound
 	}

@@ -2,6 +2,7 @@ package throttle
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,15 +47,15 @@ func TestParamsDefaults(t *testing.T) {
 	got := Params{FreeFailures: -1, BaseDelay: -time.Second}.withDefaults()
 	want := Params{
 		FreeFailures: DefaultFreeFailures, BaseDelay: DefaultBaseDelay, MaxDelay: DefaultMaxDelay,
-		Window: DefaultWindow, AttemptTimeout: DefaultAttemptTimeout,
+		Window: DefaultWindow, FirstWindow: DefaultFirstWindow, AttemptTimeout: DefaultAttemptTimeout,
 	}
 	if got.FreeFailures != want.FreeFailures || got.BaseDelay != want.BaseDelay || got.MaxDelay != want.MaxDelay ||
-		got.Window != want.Window || got.AttemptTimeout != want.AttemptTimeout {
+		got.Window != want.Window || got.FirstWindow != want.FirstWindow || got.AttemptTimeout != want.AttemptTimeout {
 		t.Errorf("withDefaults = %+v, want %+v", got, want)
 	}
 }
 
-var hexKey = regexp.MustCompile(`^throttle:\{[0-9a-f]{32}\}:(a|f|w|l|c:[0-9a-f]{32}:[fw])$`)
+var hexKey = regexp.MustCompile(`^throttle:\{[0-9a-f]{32}\}:(f|w|s|[cd]:[0-9a-f]{32}:[fws])$`)
 
 // FuzzKeys: whatever a client sends as email (and whatever its IP string
 // is), the store keys are fixed-size hex and never contain the input.
@@ -64,14 +65,20 @@ func FuzzKeys(f *testing.F) {
 	}
 	th := &Throttle{p: Params{}.withDefaults(), now: time.Now} // keys needs no store
 	f.Fuzz(func(t *testing.T, email, client string) {
-		k := th.keys(email, client)
-		for _, key := range []string{k.attempts, k.failures, k.window, k.claim, k.pairFails, k.pairWindow} {
-			if !hexKey.MatchString(key) {
-				t.Fatalf("keys(%q, %q): %q is not a hashed key", email, client, key)
+		for _, device := range []string{"", client} {
+			sc := th.scope(email, client, device)
+			keys := []string{sc.slots}
+			for _, c := range sc.counters {
+				keys = append(keys, c.fails, c.window)
 			}
-		}
-		if k2 := th.keys(auth.NormalizeEmail(email), client); k2 != k {
-			t.Fatalf("keys(%q) differ from the keys of its normalised form", email)
+			for _, key := range keys {
+				if !hexKey.MatchString(key) {
+					t.Fatalf("scope(%q, %q, %q): %q is not a hashed key", email, client, device, key)
+				}
+			}
+			if sc2 := th.scope(auth.NormalizeEmail(email), client, device); !slices.Equal(sc2.counters, sc.counters) || sc2.slots != sc.slots {
+				t.Fatalf("scope(%q) differs from the scope of its normalised form", email)
+			}
 		}
 	})
 }

@@ -24,7 +24,7 @@ func Example() {
 
 	// A guesser: each admitted attempt fails.
 	for range 8 {
-		wait, err := th.Check(ctx, "alice@example.com", "198.51.100.66")
+		attempt, wait, err := th.Check(ctx, "alice@example.com", "198.51.100.66", "")
 		if err != nil {
 			panic(err)
 		}
@@ -34,7 +34,7 @@ func Example() {
 			continue
 		}
 		fmt.Println("admitted; wrong password")
-		if err := th.Failure(ctx, "alice@example.com", "198.51.100.66"); err != nil {
+		if err := attempt.Failure(ctx); err != nil {
 			panic(err)
 		}
 	}

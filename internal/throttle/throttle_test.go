@@ -101,12 +101,29 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
 	}
 }
 
+// try runs Check without a device; the caller ends an admitted attempt.
+func (e *env) try(t *testing.T, email, client string) (*throttle.Attempt, time.Duration) {
+	t.Helper()
+	return e.tryDevice(t, email, client, "")
+}
+
+func (e *env) tryDevice(t *testing.T, email, client, device string) (*throttle.Attempt, time.Duration) {
+	t.Helper()
+	a, wait, err := e.th.Check(t.Context(), email, client, device)
+	if err != nil {
+		t.Fatalf("Check(%q, %q, %q): %v", email, client, device, err)
+	}
+	if (a == nil) == (wait == 0) {
+		t.Fatalf("Check(%q, %q, %q) = %v, %v: want an attempt or a wait", email, client, device, a, wait)
+	}
+	return a, wait
+}
+
+// check returns Check's wait, releasing an admitted attempt at once.
 func (e *env) check(t *testing.T, email, client string) time.Duration {
 	t.Helper()
-	wait, err := e.th.Check(t.Context(), email, client)
-	if err != nil {
-		t.Fatalf("Check(%q, %q): %v", email, client, err)
-	}
+	a, wait := e.try(t, email, client)
+	release(t, a)
 	return wait
 }
 
@@ -117,25 +134,47 @@ func (e *env) wantCheck(t *testing.T, email, client string, want time.Duration) 
 	}
 }
 
-func (e *env) fail(t *testing.T, email, client string) {
+func release(t *testing.T, a *throttle.Attempt) {
 	t.Helper()
-	if err := e.th.Failure(t.Context(), email, client); err != nil {
-		t.Fatalf("Failure(%q, %q): %v", email, client, err)
+	if err := a.Release(t.Context()); err != nil {
+		t.Fatalf("Release: %v", err)
 	}
 }
 
-func (e *env) succeed(t *testing.T, email, client string) {
+func fail(t *testing.T, a *throttle.Attempt) {
 	t.Helper()
-	if err := e.th.Success(t.Context(), email, client); err != nil {
-		t.Fatalf("Success(%q, %q): %v", email, client, err)
+	if err := a.Failure(t.Context()); err != nil {
+		t.Fatalf("Failure: %v", err)
 	}
+}
+
+func succeed(t *testing.T, a *throttle.Attempt) {
+	t.Helper()
+	if err := a.Success(t.Context()); err != nil {
+		t.Fatalf("Success: %v", err)
+	}
+}
+
+// admit runs Check and fails the test unless it admits the attempt.
+func (e *env) admit(t *testing.T, email, client, device string) *throttle.Attempt {
+	t.Helper()
+	a, wait := e.tryDevice(t, email, client, device)
+	if a == nil {
+		t.Fatalf("Check(%q, %q, %q) = wait %v, want admitted", email, client, device, wait)
+	}
+	return a
 }
 
 // attempt is one admitted, failed login: Check must admit it.
 func (e *env) attempt(t *testing.T, email, client string) {
 	t.Helper()
-	e.wantCheck(t, email, client, 0)
-	e.fail(t, email, client)
+	fail(t, e.admit(t, email, client, ""))
+}
+
+// succeed is one admitted, good login.
+func (e *env) succeed(t *testing.T, email, client string) {
+	t.Helper()
+	succeed(t, e.admit(t, email, client, ""))
 }
 
 const (
@@ -181,7 +220,6 @@ func TestSuccessResets(t *testing.T) {
 			e.attempt(t, alice, clientA)
 			e.clock.Advance(time.Hour) // past any window
 		}
-		e.wantCheck(t, alice, clientA, 0)
 		e.succeed(t, alice, clientA)
 		// Five free failures again, then the first window is the shortest.
 		for range throttle.DefaultFreeFailures + 1 {
@@ -212,9 +250,9 @@ func TestManyClientsOneAccount(t *testing.T) {
 		admitted := 0
 		for i := range 20 {
 			client := "192.0.2." + string(rune('a'+i))
-			if e.check(t, alice, client) == 0 {
+			if a, _ := e.try(t, alice, client); a != nil {
 				admitted++
-				e.fail(t, alice, client)
+				fail(t, a)
 			}
 		}
 		if admitted != throttle.DefaultFreeFailures+1 {
@@ -242,7 +280,6 @@ func TestPairSurvivesOwnerSuccess(t *testing.T) {
 		e.attempt(t, alice, attacker) // 11th failure of the pair: 32s
 		e.wantCheck(t, alice, attacker, 32*time.Second)
 		// The owner is not held by the attacker's window ...
-		e.wantCheck(t, alice, clientA, 0)
 		e.succeed(t, alice, clientA)
 		// ... and the attacker is still held after the owner's success.
 		e.wantCheck(t, alice, attacker, 32*time.Second)
@@ -259,18 +296,18 @@ func TestConcurrentChecks(t *testing.T) {
 		var (
 			wg       sync.WaitGroup
 			mu       sync.Mutex
-			admitted []int
+			admitted []*throttle.Attempt
 			errs     []error
 		)
-		for i := range n {
+		for range n {
 			wg.Go(func() {
-				wait, err := e.th.Check(t.Context(), alice, attacker)
+				a, _, err := e.th.Check(t.Context(), alice, attacker, "")
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
 					errs = append(errs, err)
-				} else if wait == 0 {
-					admitted = append(admitted, i)
+				} else if a != nil {
+					admitted = append(admitted, a)
 				}
 			})
 		}
@@ -282,8 +319,8 @@ func TestConcurrentChecks(t *testing.T) {
 			t.Fatalf("%d of %d concurrent attempts admitted, want %d (the free ones and one claim)",
 				len(admitted), n, throttle.DefaultFreeFailures+1)
 		}
-		for range admitted {
-			e.fail(t, alice, attacker)
+		for _, a := range admitted {
+			fail(t, a)
 		}
 		e.wantCheck(t, alice, attacker, time.Second)
 	})
@@ -298,9 +335,9 @@ func TestOneAttemptAtATimeWhenDelayed(t *testing.T) {
 		for range throttle.DefaultFreeFailures {
 			e.attempt(t, alice, attacker)
 		}
-		e.wantCheck(t, alice, attacker, 0)          // in flight
+		a := e.admit(t, alice, attacker, "")        // in flight
 		e.wantCheck(t, alice, clientA, time.Second) // waits for it
-		e.succeed(t, alice, attacker)
+		succeed(t, a)
 		e.wantCheck(t, alice, clientA, 0)
 	})
 }
@@ -312,7 +349,7 @@ func TestAbandonedAttemptLapses(t *testing.T) {
 	for range throttle.DefaultFreeFailures {
 		e.attempt(t, alice, clientA)
 	}
-	e.wantCheck(t, alice, clientA, 0) // admitted, then neither Success nor Failure
+	e.admit(t, alice, clientA, "") // admitted, then neither Success nor Failure nor Release
 	e.wantCheck(t, alice, clientA, time.Second)
 	e.clock.Advance(30 * time.Second)
 	e.wantCheck(t, alice, clientA, 0)
@@ -361,12 +398,13 @@ func TestAttackerBudget(t *testing.T) {
 	var at []time.Time
 	end := epoch.Add(48 * time.Hour)
 	for e.clock.Now().Before(end) {
-		if wait := e.check(t, alice, attacker); wait > 0 {
+		a, wait := e.try(t, alice, attacker)
+		if wait > 0 {
 			e.clock.Advance(wait)
 			continue
 		}
 		at = append(at, e.clock.Now())
-		e.fail(t, alice, attacker)
+		fail(t, a)
 	}
 	maxIn := func(d time.Duration) int {
 		best, j := 0, 0
@@ -388,7 +426,7 @@ func TestAttackerBudget(t *testing.T) {
 	}
 }
 
-var keyPattern = regexp.MustCompile(`^throttle:\{[0-9a-f]{32}\}:(a|f|w|l|c:[0-9a-f]{32}:[fw])$`)
+var keyPattern = regexp.MustCompile(`^throttle:\{[0-9a-f]{32}\}:(f|w|s[0-9]+|[cd]:[0-9a-f]{32}:(f|w|s[0-9]+))$`)
 
 func TestKeysHideEmailAndClient(t *testing.T) {
 	t.Parallel()
@@ -397,15 +435,25 @@ func TestKeysHideEmailAndClient(t *testing.T) {
 		rec := &recordingStore{StateStore: statetest.Memory(t, clock.Now), keys: make(map[string]bool)}
 		th := newThrottle(t, rec, p, clock.Now)
 		ctx := t.Context()
-		for range 7 {
-			if _, err := th.Check(ctx, alice, clientA); err != nil {
+		for i := range 8 {
+			device := ""
+			if i%2 == 1 {
+				device = "device-" + alice
+			}
+			a, _, err := th.Check(ctx, alice, clientA, device)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := th.Failure(ctx, alice, clientA); err != nil {
+			if a == nil {
+				continue
+			}
+			if err := a.Failure(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := th.Success(ctx, alice, clientA); err != nil {
+		if a, _, err := th.Check(ctx, alice, clientA, "device-"+alice); err != nil || a == nil {
+			t.Fatal(a, err)
+		} else if err := a.Success(ctx); err != nil {
 			t.Fatal(err)
 		}
 		return rec.keys
@@ -419,7 +467,7 @@ func TestKeysHideEmailAndClient(t *testing.T) {
 		if !keyPattern.MatchString(k) {
 			t.Errorf("key %q does not look like throttle:{hash}:...", k)
 		}
-		for _, secret := range []string{"alice", "example", clientA, "203"} {
+		for _, secret := range []string{"alice", "example", clientA, "203", "device"} {
 			if strings.Contains(k, secret) {
 				t.Errorf("key %q contains %q", k, secret)
 			}
@@ -485,14 +533,8 @@ func TestStoreDown(t *testing.T) {
 	defer c.Close()
 	th := newThrottle(t, redis.NewStore(c, "authdtest:"), throttle.Params{}, time.Now)
 	ctx := t.Context()
-	if wait, err := th.Check(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) || wait != 0 {
-		t.Errorf("Check = %v, %v; want 0, ErrUnavailable", wait, err)
-	}
-	if err := th.Failure(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) {
-		t.Errorf("Failure = %v; want ErrUnavailable", err)
-	}
-	if err := th.Success(ctx, alice, clientA); !errors.Is(err, auth.ErrUnavailable) {
-		t.Errorf("Success = %v; want ErrUnavailable", err)
+	if a, wait, err := th.Check(ctx, alice, clientA, ""); !errors.Is(err, auth.ErrUnavailable) || wait != 0 || a != nil {
+		t.Errorf("Check = %v, %v, %v; want nil, 0, ErrUnavailable", a, wait, err)
 	}
 }
 
@@ -517,10 +559,11 @@ func BenchmarkLogin(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				email := "user" + string(rune('a'+i%26)) + "@example.com"
-				if _, err := th.Check(ctx, email, clientA); err != nil {
-					b.Fatal(err)
+				a, _, err := th.Check(ctx, email, clientA, "")
+				if err != nil || a == nil {
+					b.Fatal(a, err)
 				}
-				if err := th.Success(ctx, email, clientA); err != nil {
+				if err := a.Success(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}

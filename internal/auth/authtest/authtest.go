@@ -440,9 +440,27 @@ func testRevokeUserSessions(t *testing.T, st Stores) {
 	}
 	others := mk(other.ID, "o", t0.Add(24*time.Hour))
 
+	generation := func(id string) int64 {
+		t.Helper()
+		u, err := st.UserByID(t.Context(), id)
+		if err != nil {
+			t.Fatalf("UserByID: %v", err)
+		}
+		return u.DeviceGeneration
+	}
+	if g := generation(u.ID); g != 0 {
+		t.Fatalf("DeviceGeneration of a new user = %d, want 0", g)
+	}
 	got, err := st.RevokeUserSessions(t.Context(), u.ID, now, kept)
 	if err != nil {
 		t.Fatalf("RevokeUserSessions: %v", err)
+	}
+	// Device tokens die with the sessions, of this user only.
+	if g, o := generation(u.ID), generation(other.ID); g != 1 || o != 0 {
+		t.Errorf("DeviceGeneration after RevokeUserSessions = %d (other user %d), want 1 (0)", g, o)
+	}
+	if byEmail, err := st.UserByEmail(t.Context(), u.Email); err != nil || byEmail.DeviceGeneration != 1 {
+		t.Errorf("UserByEmail after RevokeUserSessions = %+v, %v; want DeviceGeneration 1", byEmail, err)
 	}
 	want := []string{live1, live2}
 	slices.Sort(got)
@@ -466,6 +484,10 @@ func testRevokeUserSessions(t *testing.T, st Stores) {
 	}
 	if got, err := st.RevokeUserSessions(t.Context(), u.ID, now.Add(time.Minute)); err != nil || len(got) != 0 {
 		t.Errorf("RevokeUserSessions again = %v, %v: want none", got, err)
+	}
+	// Even with no session left to revoke, the generation moves on.
+	if g := generation(u.ID); g != 3 {
+		t.Errorf("DeviceGeneration after three RevokeUserSessions = %d, want 3", g)
 	}
 }
 

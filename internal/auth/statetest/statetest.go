@@ -69,6 +69,7 @@ func RunStateSuite(t *testing.T, newStore func(t *testing.T) auth.StateStore, ad
 		{"SetNXTTL", s.testSetNXTTL},
 		{"IncrTTLOnCreate", s.testIncrTTLOnCreate},
 		{"IncrWithoutTTL", s.testIncrWithoutTTL},
+		{"ExpireTTL", s.testExpireTTL},
 	}
 	for _, tc := range timed {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +95,9 @@ func RunStateSuite(t *testing.T, newStore func(t *testing.T) auth.StateStore, ad
 		{"IncrConcurrent", s.testIncrConcurrent},
 		{"MGet", s.testMGet},
 		{"Delete", s.testDelete},
+		{"DeleteIfEqual", s.testDeleteIfEqual},
+		{"DeleteIfEqualConcurrent", s.testDeleteIfEqualConcurrent},
+		{"ExpireAbsent", s.testExpireAbsent},
 		{"Isolation", s.testIsolation},
 		{"Ping", s.testPing},
 	}
@@ -552,6 +556,125 @@ func (s *suite) testDelete(t *testing.T) {
 	}
 	if err := st.Delete(ctx, "missing"); err != nil {
 		t.Fatalf("Delete of an absent key: %v", err)
+	}
+}
+
+func (s *suite) testDeleteIfEqual(t *testing.T) {
+	st := s.newStore(t)
+	ctx := t.Context()
+	mustSet(t, st, "claim", "owner", time.Hour)
+	for _, other := range []string{"other", "", "owne", "owner2"} {
+		if ok, err := st.DeleteIfEqual(ctx, "claim", []byte(other)); err != nil || ok {
+			t.Fatalf("DeleteIfEqual(claim, %q) = %v, %v; want false: it holds owner", other, ok, err)
+		}
+	}
+	wantValue(t, st, "claim", "owner")
+	if ok, err := st.DeleteIfEqual(ctx, "claim", []byte("owner")); err != nil || !ok {
+		t.Fatalf("DeleteIfEqual(claim, owner) = %v, %v; want true", ok, err)
+	}
+	wantAbsent(t, st, "claim")
+	// Giving back twice is harmless, and frees nothing taken since.
+	if ok, err := st.DeleteIfEqual(ctx, "claim", []byte("owner")); err != nil || ok {
+		t.Fatalf("second DeleteIfEqual = %v, %v; want false", ok, err)
+	}
+	mustSet(t, st, "claim", "next", time.Hour)
+	if ok, err := st.DeleteIfEqual(ctx, "claim", []byte("owner")); err != nil || ok {
+		t.Fatalf("stale DeleteIfEqual = %v, %v; want false", ok, err)
+	}
+	wantValue(t, st, "claim", "next")
+}
+
+// testDeleteIfEqualConcurrent: workers take one claim in turns with SetNX
+// and a unique value, and give it back with DeleteIfEqual, while others
+// try to give it back with their own (wrong) values. Each worker must see
+// its own claim still held when it gives it back: nobody else freed it.
+func (s *suite) testDeleteIfEqualConcurrent(t *testing.T) {
+	st := s.newStore(t)
+	const workers, rounds = 8, 30
+	var (
+		wg   sync.WaitGroup
+		held sync.Mutex // held by whoever owns the claim, to detect overlap
+		mu   sync.Mutex
+		errs []error
+	)
+	report := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				mine := []byte(strconv.Itoa(w) + "/" + strconv.Itoa(r))
+				ok, err := st.SetNX(t.Context(), "claim", mine, time.Hour)
+				if err != nil {
+					report(err)
+					return
+				}
+				if !ok {
+					// Not ours: a give-back with our value must not free it.
+					if gone, err := st.DeleteIfEqual(t.Context(), "claim", mine); err != nil || gone {
+						report(errors.New("DeleteIfEqual freed a claim held by another"))
+						return
+					}
+					continue
+				}
+				if !held.TryLock() {
+					report(errors.New("two workers hold the claim at once"))
+					return
+				}
+				held.Unlock()
+				if gone, err := st.DeleteIfEqual(t.Context(), "claim", mine); err != nil || !gone {
+					report(errors.New("owner could not give its claim back: someone else freed it"))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+}
+
+func (s *suite) testExpireAbsent(t *testing.T) {
+	st := s.newStore(t)
+	ok, err := st.Expire(t.Context(), "missing", time.Hour)
+	if err != nil || ok {
+		t.Fatalf("Expire of an absent key = %v, %v; want false", ok, err)
+	}
+	wantAbsent(t, st, "missing")
+	if _, err := st.Expire(t.Context(), "missing", -time.Second); err == nil {
+		t.Fatal("Expire with a negative ttl: no error")
+	}
+}
+
+func (s *suite) testExpireTTL(t *testing.T) {
+	st := s.newStore(t)
+	ctx := t.Context()
+	const short, long = time.Hour, 3 * time.Hour
+	mustIncr(t, st, "n", short, 1)
+	if ok, err := st.Expire(ctx, "n", long); err != nil || !ok {
+		t.Fatalf("Expire = %v, %v; want true", ok, err)
+	}
+	s.wantTTL(t, st, "n", long)
+	mustSet(t, st, "p", "v", short)
+	if ok, err := st.Expire(ctx, "p", 0); err != nil || !ok {
+		t.Fatalf("Expire(p, 0) = %v, %v; want true", ok, err)
+	}
+	s.wantTTL(t, st, "p", 0)
+	wantValue(t, st, "n", "1")
+	if s.advance == nil {
+		return
+	}
+	s.advance(long - time.Millisecond)
+	wantValue(t, st, "n", "1")
+	wantValue(t, st, "p", "v")
+	s.advance(time.Millisecond)
+	wantAbsent(t, st, "n")
+	// An expired key is absent for Expire too.
+	if ok, err := st.Expire(ctx, "n", long); err != nil || ok {
+		t.Fatalf("Expire of an expired key = %v, %v; want false", ok, err)
 	}
 }
 
