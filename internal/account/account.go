@@ -59,6 +59,9 @@ type Service struct {
 	logins         *prometheus.CounterVec
 	registrations  *prometheus.CounterVec
 	accountRejects prometheus.Counter
+	// The overloaded series, looked up once: under overload they count
+	// most requests.
+	loginsOverloaded, registrationsOverloaded prometheus.Counter
 }
 
 // NewService returns a Service. Its metrics are registered on reg:
@@ -90,6 +93,8 @@ func NewService(users auth.UserStore, hasher Hasher, throttle Throttle, sessions
 	for _, o := range []string{"created", "email_taken", "overloaded", "error"} {
 		s.registrations.WithLabelValues(o)
 	}
+	s.loginsOverloaded = s.logins.WithLabelValues("overloaded")
+	s.registrationsOverloaded = s.registrations.WithLabelValues("overloaded")
 	for _, c := range []prometheus.Collector{s.logins, s.registrations} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("account: register metrics: %w", err)
@@ -127,6 +132,30 @@ type ThrottledError struct{ Wait time.Duration }
 func (e *ThrottledError) Error() string             { return "account: login throttled" }
 func (e *ThrottledError) Is(target error) bool      { return target == auth.ErrRateLimited }
 func (e *ThrottledError) RetryAfter() time.Duration { return e.Wait }
+
+// AdmitLogin returns at once, reserving nothing, the error matching
+// auth.ErrOverloaded that Login would return because the hash pool is full,
+// and counts it as an overloaded login; otherwise nil. The transport calls it
+// before it reads the request, so that under overload a refusal costs no
+// decoding, no limiter or throttle lookup and no database read. Login checks
+// admission again itself. Safe for concurrent use.
+func (s *Service) AdmitLogin() error {
+	if err := s.hasher.Admit(); err != nil {
+		s.loginsOverloaded.Inc()
+		return err
+	}
+	return nil
+}
+
+// AdmitRegister is AdmitLogin for Register: it counts a refusal as an
+// overloaded registration.
+func (s *Service) AdmitRegister() error {
+	if err := s.hasher.Admit(); err != nil {
+		s.registrationsOverloaded.Inc()
+		return err
+	}
+	return nil
+}
 
 // Register creates an account for a normalised, validated email and a
 // password that passed the policy. It returns auth.ErrEmailTaken when the

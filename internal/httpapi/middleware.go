@@ -116,14 +116,18 @@ func observe(logger *slog.Logger, m *httpMetrics, clientIP func(*http.Request) n
 				elapsed := now().Sub(start)
 				m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
 				m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
-				logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
-					slog.String("request_id", requestID(r.Context())),
-					slog.String("method", r.Method),
-					slog.String("route", route),
-					slog.Int("status", status),
-					slog.Duration("duration", elapsed),
-					slog.String("client_ip", clientIP(r).String()),
-				)
+				// Checked first: the client address is worth resolving only
+				// for a line that is written.
+				if logger.Enabled(r.Context(), slog.LevelInfo) {
+					logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+						slog.String("request_id", requestID(r.Context())),
+						slog.String("method", r.Method),
+						slog.String("route", route),
+						slog.Int("status", status),
+						slog.Duration("duration", elapsed),
+						slog.String("client_ip", clientIP(r).String()),
+					)
+				}
 			}()
 			next.ServeHTTP(sw, r)
 		})

@@ -25,13 +25,15 @@ func (s *Server) routes() http.Handler {
 	r.Method(http.MethodGet, "/.well-known/openid-configuration", handleDiscovery(s.issuer, s.publicURL))
 
 	// The auth endpoints: the per-client limiter runs before any decoding,
-	// hashing or database work.
-	r.Group(func(r chi.Router) {
-		r.Use(limiter.Middleware(s.limiter, s.clientKey, rejectRateLimited))
-		r.Method(http.MethodPost, "/v1/register", handleRegister(s.logger, s.accounts))
-		r.Method(http.MethodPost, "/v1/login", handleLogin(s.logger, s.accounts, s.throttleKey))
-		r.Method(http.MethodPost, "/v1/token/refresh", handleRefresh(s.logger, s.sessions))
-	})
+	// hashing or database work. Before it, the two that hash ask the hash
+	// pool for admission: under overload a refusal then costs no limiter
+	// lookup, no decoding and no database read.
+	limit := limiter.Middleware(s.limiter, s.clientKey, rejectRateLimited)
+	r.With(admit(s.logger, s.accounts.AdmitRegister), limit).
+		Method(http.MethodPost, "/v1/register", handleRegister(s.logger, s.accounts))
+	r.With(admit(s.logger, s.accounts.AdmitLogin), limit).
+		Method(http.MethodPost, "/v1/login", handleLogin(s.logger, s.accounts, s.throttleKey))
+	r.With(limit).Method(http.MethodPost, "/v1/token/refresh", handleRefresh(s.logger, s.sessions))
 
 	// Bearer-protected: signature, claims and revocation checked every request.
 	r.Group(func(r chi.Router) {
