@@ -39,6 +39,13 @@ type report struct {
 	// RetryAfter lists the Retry-After values the server sent, with counts.
 	RetryAfter []retryAfterCount `json:"retry_after"`
 
+	// RetryMode is -retry-after: "ignore" or "honour".
+	RetryMode string `json:"retry_after_mode"`
+	// Pauses are the Retry-After sleeps of honouring workers, PausedMean
+	// their mean planned length in seconds (a sleep is cut by the run's end).
+	Pauses     int64   `json:"retry_after_pauses,omitempty"`
+	PausedMean float64 `json:"retry_after_pause_mean_seconds,omitempty"`
+
 	Server *serverStats `json:"server,omitempty"`
 	// Capacity is set by login -capacity: the machine's raw Argon2id rate
 	// measured in the same invocation, and the run's share of it.
@@ -138,6 +145,13 @@ func newReport(name, method, url string, l *load, r *result) *report {
 		Sent: r.sent, Completed: r.completed, InWindow: r.inWindow, Aborted: r.aborted,
 		Throughput: r.throughput(), Latency: statsOf(r.all),
 		RetryAfter: retryAfterCounts(r.retryAfter),
+		RetryMode:  retryIgnore, Pauses: r.pauses,
+	}
+	if l.retry.honour {
+		rep.RetryMode = retryHonour
+	}
+	if r.pauses > 0 {
+		rep.PausedMean = (r.paused / time.Duration(r.pauses)).Seconds()
 	}
 	codes := make([]int, 0, len(r.byCode))
 	for c := range r.byCode {
@@ -197,6 +211,11 @@ func writeText(w io.Writer, r *report) error {
 		if ex, ok := r.ClientErrors.Examples[k]; ok {
 			fmt.Fprintf(&b, "            first %s error: %s\n", k, ex)
 		}
+	}
+	if r.RetryMode == retryHonour {
+		fmt.Fprintf(&b, "clients     honour Retry-After: %d pauses, mean %.2fs\n", r.Pauses, r.PausedMean)
+	} else {
+		b.WriteString("clients     ignore Retry-After: the next request goes at once\n")
 	}
 	fmt.Fprintf(&b, "throughput  %.1f req/s (answers within the %s window; elapsed %.2fs)\n",
 		r.Throughput, secs(min(r.Duration, r.Elapsed)), r.Elapsed)
