@@ -163,4 +163,3 @@ func TestRunRetryAfterFlag(t *testing.T) {
 		}
 	}
 }
-
