@@ -55,6 +55,7 @@ func commands(env *environment) []*command {
 		meCommand(env),
 		getCommand(env),
 		meVsBareCommand(env),
+		refusalVsBareCommand(env),
 		argon2Command(env),
 		naiveCommand(env),
 	}
@@ -96,6 +97,8 @@ Examples:
   authbench login -url http://127.0.0.1:8080 -admin http://127.0.0.1:9090 -users 200 -concurrency 64 -duration 30s
   authbench login -concurrency 256 -duration 30s -timeout 200ms -admin http://127.0.0.1:9090
   authbench me-vs-bare -url http://127.0.0.1:8080 -concurrency 32 -duration 10s
+  authbench refusal-vs-bare -concurrency 256 -keepers 8 -duration 20s -admin http://127.0.0.1:9090
+  authbench login -concurrency 256 -duration 20s -retry-after honour -capacity 10s
   authbench argon2 -duration 10s
   authbench naive -addr 127.0.0.1:8181 &
   authbench login -url http://127.0.0.1:8181 -rss-url http://127.0.0.1:8181/debug/rss -concurrency 256
@@ -105,7 +108,7 @@ func usage(w io.Writer, cmds []*command) {
 	var b strings.Builder
 	b.WriteString(usageHead)
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-16s %s\n", c.name, c.summary)
 	}
 	b.WriteString(usageTail)
 	for _, c := range cmds {
