@@ -3,8 +3,12 @@
 //
 // It seeds users and drives logins (and optionally wrong passwords and new
 // registrations) at a given concurrency for a given time, drives GET /v1/me
-// or any bare GET route, compares the two, measures the raw Argon2id capacity
-// of the machine, and runs a deliberately naive server as a baseline. For
+// or any bare GET route, compares the two, compares what a refusal for
+// overload (503) costs with the bare route, measures the raw Argon2id capacity
+// of the machine, and runs a deliberately naive server as a baseline. Its
+// clients either send their next request at once or, with -retry-after
+// honour, sleep the Retry-After of a 503 or 429 first, as well-behaved SDKs
+// do. For
 // every run it prints throughput, latency percentiles overall and per status
 // code, counts by status code, client-side errors (timeouts, connection
 // failures) apart from answers, and the Retry-After values the server sent;
