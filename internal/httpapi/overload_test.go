@@ -2,12 +2,18 @@ package httpapi_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authd/authd/internal/app/apptest"
+	"github.com/authd/authd/internal/config"
 )
 
 // A full pool refuses a login or a registration before anything else is done
@@ -85,4 +91,48 @@ func counter(t *testing.T, reg prometheus.Gatherer, name, outcome string) float6
 	}
 	t.Fatalf("%s{outcome=%q} not found", name, outcome)
 	return 0
+}
+
+// BenchmarkRefusal compares, through the whole router in process, a login
+// and a registration refused because the hash pool is full with the bare
+// GET /healthz. The request log is at info level, JSON, written nowhere.
+func BenchmarkRefusal(b *testing.B) {
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	cfg := apptest.Config(b)
+	cfg.Hash = config.Hash{Workers: 1, Queue: 0}
+	cfg.RateLimit = config.RateLimit{RPS: 1e6, Burst: 1e6} // never in the way
+	svc := apptest.Build(b, cfg, logger, nil)
+
+	// Occupy the only worker for the whole benchmark.
+	release := make(chan struct{})
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- svc.Pool.Do(context.Background(), func() error { close(started); <-release; return nil })
+	}()
+	<-started
+	b.Cleanup(func() { close(release); <-done })
+
+	body := `{"email":"ada@example.com","password":"` + goodPassword + `"}`
+	for _, bb := range []struct {
+		name, method, path string
+		want               int
+	}{
+		{"route=healthz", http.MethodGet, "/healthz", http.StatusOK},
+		{"route=login/refused", http.MethodPost, "/v1/login", http.StatusServiceUnavailable},
+		{"route=register/refused", http.MethodPost, "/v1/register", http.StatusServiceUnavailable},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest(bb.method, bb.path, strings.NewReader(body))
+				r.Header.Set("Content-Type", "application/json")
+				w := httptest.NewRecorder()
+				svc.API.ServeHTTP(w, r)
+				if w.Code != bb.want {
+					b.Fatalf("status %d, want %d", w.Code, bb.want)
+				}
+			}
+		})
+	}
 }

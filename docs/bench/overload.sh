@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Overload that still serves (issue 9, item 9), in one run against one authd
+# (SQLite, in-process state, rate limits raised, default Argon2id unless
+# authd's settings are given as arguments):
+#   1. what a refusal costs: 256 clients flood POST /v1/login while the hash
+#      pool is full, then GET /healthz, both beside 8 clients that keep the
+#      pool busy, so that both runs share the same hashing;
+#   2. 256 clients that honour Retry-After, raw Argon2id capacity measured
+#      just before;
+#   3. 256 clients that retry at once, raw capacity measured just before, with
+#      a CPU profile of authd over 10 s of the flood.
+# Usage: bash docs/bench/overload.sh [AUTHD_…=value …]
+#   e.g. bash docs/bench/overload.sh AUTHD_ARGON2_MEMORY_KIB=65536 AUTHD_ARGON2_ITERATIONS=3 AUTHD_ARGON2_PARALLELISM=4
+# Environment: AUTHD, AUTHBENCH (binaries), HTTP, ADMIN (loopback addresses), D (run length).
+set -u
+AUTHD=${AUTHD:-/tmp/authd}
+AUTHBENCH=${AUTHBENCH:-/tmp/authbench}
+HTTP=${HTTP:-127.0.0.1:8080}
+ADMIN=${ADMIN:-127.0.0.1:9090}
+D=${D:-20s}
+# authbench's raw capacity probe uses authd's Argon2id settings.
+argon2=(-memory-kib 19456 -iterations 2 -parallelism 1)
+for kv in "$@"; do
+  case $kv in
+    AUTHD_ARGON2_MEMORY_KIB=*) argon2[1]=${kv#*=} ;;
+    AUTHD_ARGON2_ITERATIONS=*) argon2[3]=${kv#*=} ;;
+    AUTHD_ARGON2_PARALLELISM=*) argon2[5]=${kv#*=} ;;
+  esac
+done
+dir=$(mktemp -d); cd "$dir"
+env AUTHD_HTTP_ADDR="$HTTP" AUTHD_ADMIN_ADDR="$ADMIN" AUTHD_RATE_LIMIT_RPS=100000 AUTHD_RATE_LIMIT_BURST=100000 \
+  AUTHD_LOG_LEVEL=warn "$@" setsid nohup "$AUTHD" > authd.log 2>&1 < /dev/null &
+pid=$!
+for _ in $(seq 50); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.1; done
+common=(-url "http://$HTTP" -admin "http://$ADMIN" -metrics authd_hash_jobs_total,authd_logins_total,process_cpu_seconds_total)
+login=(login "${common[@]}" -users 256 -seed-concurrency 16 -run-id overload -concurrency 256 -duration "$D" -capacity 10s "${argon2[@]}")
+
+echo "===== 1. what a refusal costs: 256 clients flood login while the pool is full, then GET /healthz; 8 keepers in both"
+"$AUTHBENCH" refusal-vs-bare "${common[@]}" -concurrency 256 -keepers 8 -warmup 2s -duration "$D"
+echo "===== 2. 256 clients that honour Retry-After"
+"$AUTHBENCH" "${login[@]}" -retry-after honour
+echo "===== 3. 256 clients that retry at once; authd's CPU profile over 10 s of the flood"
+(sleep 13; curl -s -o cpu.pb "http://$ADMIN/debug/pprof/profile?seconds=10") &
+prof=$!
+"$AUTHBENCH" "${login[@]}" -retry-after ignore
+wait "$prof"
+go tool pprof -top -nodecount=25 "$AUTHD" cpu.pb 2>/dev/null
+echo "== the same profile by caller (cumulative)"
+go tool pprof -top -cum -nodecount=40 "$AUTHD" cpu.pb 2>/dev/null | grep -E 'Total|flat%|argon2\.IDKey|conn\)\.serve|Server\)\.ServeHTTP|admit|observe|withRequestID|syscall\.(read|write)|gcBgMarkWorker|memclrNoHeapPointers$|handleLogin|finishRequest|readRequest'
+kill -TERM "$pid"; wait "$pid" 2>/dev/null
