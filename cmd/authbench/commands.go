@@ -179,11 +179,19 @@ func (d *driveFlags) drive(ctx context.Context, env *environment, client *http.C
 	if w != nil {
 		wg.Go(func() { w.sample(sctx) })
 	}
+	cpu0, cpuOK := cpuTime()
 	res := l.run(ctx)
+	cpu1, _ := cpuTime()
 	stopSampling()
 	wg.Wait()
 
 	rep := newReport(name, method, target, l, res)
+	if cpuOK && res.elapsed > 0 {
+		// Everything authbench did meanwhile, keepers included: on one
+		// machine this is CPU the server did not get.
+		rep.ClientCPU = (cpu1 - cpu0).Seconds()
+		rep.ClientCores = rep.ClientCPU / res.elapsed.Seconds()
+	}
 	rep.Interrupted = ctx.Err() != nil
 	if w != nil {
 		// A fresh deadline: the scrape after an interrupted run still counts.

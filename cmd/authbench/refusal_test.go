@@ -46,6 +46,9 @@ func TestRunRefusalVsBare(t *testing.T) {
 	if cmp.Refusals.Completed != 100 || cmp.Bare.Completed != 100 || cmp.Refusals.RetryMode != retryIgnore {
 		t.Fatalf("refusals %+v, bare %+v", cmp.Refusals, cmp.Bare)
 	}
+	if _, ok := cpuTime(); ok && (cmp.Refusals.ClientCPU <= 0 || cmp.Bare.ClientCores <= 0) {
+		t.Errorf("client CPU %v s, %v cores: not measured", cmp.Refusals.ClientCPU, cmp.Bare.ClientCores)
+	}
 	if cmp.RefusalRate <= 0 || cmp.BareRate <= 0 || math.Abs(cmp.Ratio-cmp.RefusalRate/cmp.BareRate) > 1e-9 {
 		t.Errorf("rates %v / %v, ratio %v", cmp.RefusalRate, cmp.BareRate, cmp.Ratio)
 	}

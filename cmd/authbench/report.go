@@ -45,6 +45,10 @@ type report struct {
 	// their mean planned length in seconds (a sleep is cut by the run's end).
 	Pauses     int64   `json:"retry_after_pauses,omitempty"`
 	PausedMean float64 `json:"retry_after_pause_mean_seconds,omitempty"`
+	// ClientCPU is the CPU time authbench itself used during the run (user
+	// + system, all its goroutines), ClientCores the same per second of it.
+	ClientCPU   float64 `json:"client_cpu_seconds,omitempty"`
+	ClientCores float64 `json:"client_cores,omitempty"`
 
 	Server *serverStats `json:"server,omitempty"`
 	// Capacity is set by login -capacity: the machine's raw Argon2id rate
@@ -219,6 +223,9 @@ func writeText(w io.Writer, r *report) error {
 	}
 	fmt.Fprintf(&b, "throughput  %.1f req/s (answers within the %s window; elapsed %.2fs)\n",
 		r.Throughput, secs(min(r.Duration, r.Elapsed)), r.Elapsed)
+	if r.ClientCPU > 0 {
+		fmt.Fprintf(&b, "client CPU  %.2fs = %.2f cores (authbench itself, all its workers)\n", r.ClientCPU, r.ClientCores)
+	}
 	b.WriteString("\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
