@@ -4,7 +4,8 @@
 # authd's settings are given as arguments):
 #   1. what a refusal costs: 256 clients flood POST /v1/login while the hash
 #      pool is full, then GET /healthz, both beside 8 clients that keep the
-#      pool busy, so that both runs share the same hashing;
+#      pool busy, so that both runs share the same hashing; then the same
+#      without them;
 #   2. 256 clients that honour Retry-After, raw Argon2id capacity measured
 #      just before;
 #   3. 256 clients that retry at once, raw capacity measured just before, with
@@ -35,8 +36,10 @@ for _ in $(seq 50); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep
 common=(-url "http://$HTTP" -admin "http://$ADMIN" -metrics authd_hash_jobs_total,authd_logins_total,process_cpu_seconds_total)
 login=(login "${common[@]}" -users 256 -seed-concurrency 16 -run-id overload -concurrency 256 -duration "$D" -capacity 10s "${argon2[@]}")
 
-echo "===== 1. what a refusal costs: 256 clients flood login while the pool is full, then GET /healthz; 8 keepers in both"
+echo "===== 1a. what a refusal costs: 256 clients flood login while the pool is full, then GET /healthz; 8 keepers in both"
 "$AUTHBENCH" refusal-vs-bare "${common[@]}" -concurrency 256 -keepers 8 -warmup 2s -duration "$D"
+echo "===== 1b. the same without keepers: only the flood's own admitted logins hash, and GET /healthz runs on an idle pool"
+"$AUTHBENCH" refusal-vs-bare "${common[@]}" -concurrency 256 -keepers 0 -warmup 2s -duration "$D"
 echo "===== 2. 256 clients that honour Retry-After"
 "$AUTHBENCH" "${login[@]}" -retry-after honour
 echo "===== 3. 256 clients that retry at once; authd's CPU profile over 10 s of the flood"
