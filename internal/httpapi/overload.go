@@ -2,9 +2,12 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
+	"time"
 )
 
 // admit refuses a request with 503 overloaded before anything else is done
@@ -57,4 +60,37 @@ func writeOverloaded(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusServiceUnavailable)
 	// An error here means the client is gone; there is nobody to tell.
 	_, _ = w.Write(overloadedBody)
+}
+
+// refusalLog stands in for the request lines of 503 answers at info level:
+// one line at most every interval, counting the 503s since the last one. An
+// overloaded server refuses thousands of requests a second, and a line for
+// each would cost it a good part of what the refusal itself costs and fill
+// the log with identical lines; each one's own line is at debug level, and
+// authd_http_requests_total counts them by route. The first 503 is reported
+// at once. Safe for concurrent use.
+type refusalLog struct {
+	logger *slog.Logger
+	every  time.Duration
+	n      atomic.Int64 // 503s not yet reported
+	last   atomic.Int64 // unix nanoseconds of the last report; 0: none yet
+}
+
+// add counts one 503 answered at now and reports the count if the last
+// report is at least every old.
+func (l *refusalLog) add(ctx context.Context, now time.Time) {
+	l.n.Add(1)
+	t := now.UnixNano()
+	last := l.last.Load()
+	if last != 0 && t-last < int64(l.every) {
+		return
+	}
+	if !l.last.CompareAndSwap(last, t) {
+		return // another request reports
+	}
+	attrs := []slog.Attr{slog.Int("status", http.StatusServiceUnavailable), slog.Int64("count", l.n.Swap(0))}
+	if last != 0 {
+		attrs = append(attrs, slog.Duration("since", time.Duration(t-last)))
+	}
+	l.logger.LogAttrs(ctx, slog.LevelInfo, "requests refused", attrs...)
 }
