@@ -235,6 +235,7 @@ func loginCommand(env *environment) *command {
 	seedTimeout := fs.Duration("seed-timeout", 5*time.Minute, "bound on the seeding phase; the run uses the users created by then")
 	runID := fs.String("run-id", "", "tag in the benchmark emails bench-<run-id>-<i>@example.com (default random; reuse one to skip re-creating users)")
 	capacity := fs.Duration("capacity", 0, "before the load, measure the raw Argon2id capacity (like the argon2 command) this long and print the saturation ratio; set -memory-kib/-iterations/-parallelism to the server's")
+	capacityAfter := fs.Bool("capacity-after", false, "with -capacity: measure the raw capacity again after the load and also compare with the mean of both (a machine whose background load drifts)")
 	var p argon2Params
 	p.bind(fs)
 	c := &command{name: "login", flags: fs, summary: "seed -users, then drive POST /v1/login (optionally wrong passwords and registrations)"}
@@ -307,6 +308,10 @@ func loginCommand(env *environment) *command {
 			rep.Seed = &seedRep
 			if capRep != nil {
 				rep.Capacity = newSaturation(rep, *capRep)
+				if *capacityAfter && err == nil && ctx.Err() == nil {
+					fmt.Fprintf(stderr, "authbench login: measuring raw Argon2id capacity again for %s...\n", *capacity)
+					rep.Capacity.after(measureCapacity(ctx, p, runtime.NumCPU(), *capacity))
+				}
 			}
 			if perr := d.print(stdout, rep); perr != nil && err == nil {
 				err = perr

@@ -63,6 +63,18 @@ type saturation struct {
 	HashedCodes []string       `json:"hashed_codes"`
 	HashedRate  float64        `json:"hashed_rps"`
 	Ratio       float64        `json:"ratio"`
+	// CapacityAfter is measured after the load (-capacity-after), and
+	// RatioMean relates the hashed rate to the mean of both capacities.
+	CapacityAfter *capacityReport `json:"capacity_after,omitempty"`
+	RatioMean     float64         `json:"ratio_mean,omitempty"`
+}
+
+// after adds the capacity measured after the load.
+func (s *saturation) after(c capacityReport) {
+	s.CapacityAfter = &c
+	if mean := (s.Capacity.PerSecond + c.PerSecond) / 2; mean > 0 {
+		s.RatioMean = s.HashedRate / mean
+	}
 }
 
 // newSaturation computes the ratio from a report's per-status rates.
@@ -264,6 +276,10 @@ func writeText(w io.Writer, r *report) error {
 		fmt.Fprintf(&b, "            capacity: m=%d KiB t=%d p=%d, %d goroutines, %d hashes in %.2fs, mean %.1f ms\n",
 			c.Capacity.MemoryKiB, c.Capacity.Iterations, c.Capacity.Parallelism, c.Capacity.Goroutines,
 			c.Capacity.Hashes, c.Capacity.Elapsed, c.Capacity.MeanMS)
+		if a := c.CapacityAfter; a != nil {
+			fmt.Fprintf(&b, "            capacity after the load: %.1f hashes/s (%d hashes in %.2fs, mean %.1f ms); against the mean of both, %.1f/s / %.1f/s = %.3f\n",
+				a.PerSecond, a.Hashes, a.Elapsed, a.MeanMS, c.HashedRate, (c.Capacity.PerSecond+a.PerSecond)/2, c.RatioMean)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
