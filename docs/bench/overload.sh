@@ -7,9 +7,9 @@
 #      pool busy, so that both runs share the same hashing; then the same
 #      without them;
 #   2. 256 clients that honour Retry-After, raw Argon2id capacity measured
-#      just before;
-#   3. 256 clients that retry at once, raw capacity measured just before, with
-#      a CPU profile of authd over 10 s of the flood.
+#      just before and just after;
+#   3. 256 clients that retry at once, raw capacity measured just before and
+#      just after, with a CPU profile of authd over 10 s of the flood.
 # Usage: bash docs/bench/overload.sh [AUTHD_…=value …]
 #   e.g. bash docs/bench/overload.sh AUTHD_ARGON2_MEMORY_KIB=65536 AUTHD_ARGON2_ITERATIONS=3 AUTHD_ARGON2_PARALLELISM=4
 #   or, the production layout for part 1 only:
@@ -38,7 +38,7 @@ env AUTHD_HTTP_ADDR="$HTTP" AUTHD_ADMIN_ADDR="$ADMIN" AUTHD_RATE_LIMIT_RPS=10000
 pid=$!
 for _ in $(seq 50); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.1; done
 common=(-url "http://$HTTP" -admin "http://$ADMIN" -metrics authd_hash_jobs_total,authd_logins_total,process_cpu_seconds_total)
-login=(login "${common[@]}" -users 256 -seed-concurrency 16 -run-id overload -concurrency 256 -duration "$D" -capacity 10s "${argon2[@]}")
+login=(login "${common[@]}" -sample-interval 1s -users 256 -seed-concurrency 16 -run-id overload -concurrency 256 -duration "$D" -capacity 10s -capacity-after "${argon2[@]}")
 
 if [[ $PARTS == *,1a,* ]]; then
 echo "===== 1a. what a refusal costs: 256 clients flood login while the pool is full, then GET /healthz; 8 keepers in both"
