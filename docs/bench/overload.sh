@@ -15,13 +15,15 @@
 #   or, the production layout for part 1 only:
 #   PARTS=1a bash docs/bench/overload.sh AUTHD_REDIS_URL=redis://127.0.0.1:6379/0 AUTHD_REDIS_KEY_PREFIX=overload:
 # Environment: AUTHD, AUTHBENCH (binaries), HTTP, ADMIN (loopback addresses),
-# D (run length), PARTS (which of 1a,1b,2,3 to run).
+# D (run length), USERS (accounts of parts 2 and 3), PARTS (which of
+# 1a,1b,2,3 to run).
 set -u
 AUTHD=${AUTHD:-/tmp/authd}
 AUTHBENCH=${AUTHBENCH:-/tmp/authbench}
 HTTP=${HTTP:-127.0.0.1:8080}
 ADMIN=${ADMIN:-127.0.0.1:9090}
 D=${D:-20s}
+USERS=${USERS:-256}
 PARTS=,${PARTS:-1a,1b,2,3},
 # authbench's raw capacity probe uses authd's Argon2id settings.
 argon2=(-memory-kib 19456 -iterations 2 -parallelism 1)
@@ -38,7 +40,7 @@ env AUTHD_HTTP_ADDR="$HTTP" AUTHD_ADMIN_ADDR="$ADMIN" AUTHD_RATE_LIMIT_RPS=10000
 pid=$!
 for _ in $(seq 50); do curl -sf "http://$HTTP/readyz" >/dev/null && break; sleep 0.1; done
 common=(-url "http://$HTTP" -admin "http://$ADMIN" -metrics authd_hash_jobs_total,authd_logins_total,process_cpu_seconds_total)
-login=(login "${common[@]}" -sample-interval 1s -users 256 -seed-concurrency 16 -run-id overload -concurrency 256 -duration "$D" -capacity 10s -capacity-after "${argon2[@]}")
+login=(login "${common[@]}" -sample-interval 1s -users "$USERS" -seed-concurrency 16 -run-id overload -concurrency 256 -duration "$D" -capacity 10s -capacity-after "${argon2[@]}")
 
 if [[ $PARTS == *,1a,* ]]; then
 echo "===== 1a. what a refusal costs: 256 clients flood login while the pool is full, then GET /healthz; 8 keepers in both"
@@ -50,7 +52,7 @@ echo "===== 1b. the same without keepers: only the flood's own admitted logins h
 fi
 if [[ $PARTS == *,2,* || $PARTS == *,3,* ]]; then
   # The users of parts 2 and 3, created before anything is measured.
-  "$AUTHBENCH" login "${common[@]}" -users 256 -seed-concurrency 16 -run-id overload -concurrency 1 -requests 1 -duration 1s > /dev/null
+  "$AUTHBENCH" login "${common[@]}" -users "$USERS" -seed-concurrency 16 -run-id overload -concurrency 1 -requests 1 -duration 1s > /dev/null
 fi
 if [[ $PARTS == *,2,* ]]; then
 echo "===== 2. 256 clients that honour Retry-After"
