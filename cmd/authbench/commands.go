@@ -39,7 +39,15 @@ type driveFlags struct {
 	forwardedFor   bool
 	seed           uint64
 	json           bool
+	retryAfter     string
+	jitter         float64
 }
+
+// The -retry-after modes.
+const (
+	retryIgnore = "ignore"
+	retryHonour = "honour"
+)
 
 func (d *driveFlags) bind(fs *flag.FlagSet, conc int) {
 	fs.StringVar(&d.url, "url", "http://127.0.0.1:8080", "base URL of authd's public listener (loopback only)")
@@ -56,6 +64,13 @@ func (d *driveFlags) bind(fs *flag.FlagSet, conc int) {
 	fs.BoolVar(&d.forwardedFor, "forwarded-for", false, "send X-Forwarded-For: 198.18.x.y, one address per worker (only useful when authd trusts 127.0.0.1 as a proxy)")
 	fs.Uint64Var(&d.seed, "seed", 0, "random seed for the request mix (0 = from the clock)")
 	fs.BoolVar(&d.json, "json", false, "print JSON instead of text")
+	fs.StringVar(&d.retryAfter, "retry-after", retryIgnore, "what a worker does after a 503 or 429: \"ignore\" sends the next request at once; \"honour\" sleeps the Retry-After (1s if missing) times a random factor in [1, 1+jitter) first, as well-behaved SDKs do (the sleep ends with the run)")
+	fs.Float64Var(&d.jitter, "jitter", 0.5, "with -retry-after honour: the random stretch of each sleep, as a fraction of Retry-After")
+}
+
+// retryPolicy is the policy of -retry-after and -jitter, pausing with wait.
+func (d *driveFlags) retryPolicy(wait func(context.Context, time.Duration) error) retryPolicy {
+	return retryPolicy{honour: d.retryAfter == retryHonour, jitter: d.jitter, wait: wait}
 }
 
 // check validates the settings and returns the public base URL.
@@ -73,6 +88,10 @@ func (d *driveFlags) check() (*url.URL, error) {
 		return nil, usagef("-timeout, -grace, -warmup and -requests must not be negative")
 	case d.sampleInterval < 10*time.Millisecond:
 		return nil, usagef("-sample-interval must be at least 10ms")
+	case d.retryAfter != retryIgnore && d.retryAfter != retryHonour:
+		return nil, usagef("-retry-after must be %q or %q", retryIgnore, retryHonour)
+	case !(d.jitter >= 0 && d.jitter <= 10):
+		return nil, usagef("-jitter must be in [0, 10]")
 	}
 	if d.admin != "" {
 		if _, err := checkLoopbackURL(d.admin); err != nil {
@@ -134,6 +153,7 @@ func (d *driveFlags) drive(ctx context.Context, env *environment, client *http.C
 	l := &load{
 		client: client, concurrency: d.concurrency, duration: d.duration, grace: d.grace,
 		timeout: d.timeout, maxRequests: d.requests, seed: d.seed, next: next, now: env.now,
+		retry: d.retryPolicy(env.wait),
 	}
 	if d.warmup > 0 {
 		warm := *l
@@ -159,11 +179,19 @@ func (d *driveFlags) drive(ctx context.Context, env *environment, client *http.C
 	if w != nil {
 		wg.Go(func() { w.sample(sctx) })
 	}
+	cpu0, cpuOK := cpuTime()
 	res := l.run(ctx)
+	cpu1, _ := cpuTime()
 	stopSampling()
 	wg.Wait()
 
 	rep := newReport(name, method, target, l, res)
+	if cpuOK && res.elapsed > 0 {
+		// Everything authbench did meanwhile, keepers included: on one
+		// machine this is CPU the server did not get.
+		rep.ClientCPU = (cpu1 - cpu0).Seconds()
+		rep.ClientCores = rep.ClientCPU / res.elapsed.Seconds()
+	}
 	rep.Interrupted = ctx.Err() != nil
 	if w != nil {
 		// A fresh deadline: the scrape after an interrupted run still counts.
@@ -207,6 +235,7 @@ func loginCommand(env *environment) *command {
 	seedTimeout := fs.Duration("seed-timeout", 5*time.Minute, "bound on the seeding phase; the run uses the users created by then")
 	runID := fs.String("run-id", "", "tag in the benchmark emails bench-<run-id>-<i>@example.com (default random; reuse one to skip re-creating users)")
 	capacity := fs.Duration("capacity", 0, "before the load, measure the raw Argon2id capacity (like the argon2 command) this long and print the saturation ratio; set -memory-kib/-iterations/-parallelism to the server's")
+	capacityAfter := fs.Bool("capacity-after", false, "with -capacity: measure the raw capacity again after the load and also compare with the mean of both (a machine whose background load drifts)")
 	var p argon2Params
 	p.bind(fs)
 	c := &command{name: "login", flags: fs, summary: "seed -users, then drive POST /v1/login (optionally wrong passwords and registrations)"}
@@ -279,6 +308,10 @@ func loginCommand(env *environment) *command {
 			rep.Seed = &seedRep
 			if capRep != nil {
 				rep.Capacity = newSaturation(rep, *capRep)
+				if *capacityAfter && err == nil && ctx.Err() == nil {
+					fmt.Fprintf(stderr, "authbench login: measuring raw Argon2id capacity again for %s...\n", *capacity)
+					rep.Capacity.after(measureCapacity(ctx, p, runtime.NumCPU(), *capacity))
+				}
 			}
 			if perr := d.print(stdout, rep); perr != nil && err == nil {
 				err = perr

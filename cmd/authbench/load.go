@@ -43,7 +43,8 @@ func (k errKind) String() string {
 // maxRequests have been issued, when positive). Requests still in flight at
 // the end get grace to finish; whatever is still running then is cancelled
 // and counted as aborted. A positive timeout bounds each request like a
-// client that gives up.
+// client that gives up. With retry.honour set, a worker answered 503 or 429
+// pauses as its Retry-After asks before its next request.
 type load struct {
 	client      *http.Client
 	concurrency int
@@ -54,6 +55,30 @@ type load struct {
 	seed        uint64
 	next        requestFunc
 	now         func() time.Time
+	retry       retryPolicy
+}
+
+// retryPolicy is what a worker does after a refusal (503 or 429).
+type retryPolicy struct {
+	// honour makes the worker behave like a well-behaved SDK: it sleeps
+	// the Retry-After (1s when missing) stretched by a random factor in
+	// [1, 1+jitter), then sends its next request. Without it the worker
+	// sends its next request at once, as today's impatient clients do.
+	honour bool
+	jitter float64
+	// wait pauses for d or until ctx is done, returning ctx's error; tests
+	// replace it.
+	wait func(ctx context.Context, d time.Duration) error
+}
+
+// pause is how long a worker honouring Retry-After sleeps after an answer
+// with this status and Retry-After value; 0 when it does not sleep.
+func (p retryPolicy) pause(status int, retryAfter string, now time.Time, rng *rand.Rand) time.Duration {
+	if !p.honour || (status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests) {
+		return 0
+	}
+	d := retryAfterDelay(retryAfter, now)
+	return d + time.Duration(p.jitter*rng.Float64()*float64(d))
 }
 
 // recorder is the private tally of one worker; the workers' recorders are
@@ -69,6 +94,8 @@ type recorder struct {
 	inWindow   int64         // completed no later than the end of the duration
 	windowBy   map[int]int64 // inWindow by status code
 	aborted    int64
+	pauses     int64         // Retry-After sleeps begun (honouring workers)
+	paused     time.Duration // their total length as planned
 }
 
 func newRecorder() *recorder {
@@ -124,6 +151,8 @@ func (r *recorder) merge(o *recorder) {
 	r.completed += o.completed
 	r.inWindow += o.inWindow
 	r.aborted += o.aborted
+	r.pauses += o.pauses
+	r.paused += o.paused
 }
 
 // result is the merged outcome of a load.
@@ -181,16 +210,26 @@ func (l *load) work(soft, hard context.Context, w *worker, rec *recorder, end ti
 		if l.maxRequests > 0 && issued.Add(1) > l.maxRequests {
 			return
 		}
-		if !l.once(hard, w, rec, end) {
+		pause, ok := l.once(hard, w, rec, end)
+		if !ok {
 			return
 		}
 		w.seq++
+		if pause > 0 {
+			rec.pauses++
+			rec.paused += pause
+			// The sleep ends with the run: no request is sent after it.
+			if l.retry.wait(soft, pause) != nil {
+				return
+			}
+		}
 	}
 }
 
 // once sends one request and records its outcome. It returns false when the
-// worker should stop: the run was cut, or a request could not be built.
-func (l *load) once(hard context.Context, w *worker, rec *recorder, end time.Time) bool {
+// worker should stop: the run was cut, or a request could not be built; and
+// otherwise how long the worker pauses before its next request.
+func (l *load) once(hard context.Context, w *worker, rec *recorder, end time.Time) (time.Duration, bool) {
 	ctx, cancel := hard, context.CancelFunc(func() {})
 	if l.timeout > 0 {
 		ctx, cancel = context.WithTimeout(hard, l.timeout)
@@ -199,7 +238,7 @@ func (l *load) once(hard context.Context, w *worker, rec *recorder, end time.Tim
 	req, err := l.next(ctx, w)
 	if err != nil {
 		rec.failure(errOther, err)
-		return false
+		return 0, false
 	}
 	rec.sent++
 	t0 := l.now()
@@ -211,15 +250,15 @@ func (l *load) once(hard context.Context, w *worker, rec *recorder, end time.Tim
 		if err == nil {
 			t1 := l.now()
 			rec.response(resp.StatusCode, retryAfter, t1.Sub(t0), !t1.After(end))
-			return true
+			return l.retry.pause(resp.StatusCode, retryAfter, t1, w.rng), true
 		}
 	}
 	if hard.Err() != nil {
 		rec.aborted++
-		return false
+		return 0, false
 	}
 	rec.failure(classify(err), err)
-	return true
+	return 0, true
 }
 
 // classify tells a client-side timeout from a connection failure.

@@ -3,8 +3,12 @@
 //
 // It seeds users and drives logins (and optionally wrong passwords and new
 // registrations) at a given concurrency for a given time, drives GET /v1/me
-// or any bare GET route, compares the two, measures the raw Argon2id capacity
-// of the machine, and runs a deliberately naive server as a baseline. For
+// or any bare GET route, compares the two, compares what a refusal for
+// overload (503) costs with the bare route, measures the raw Argon2id capacity
+// of the machine, and runs a deliberately naive server as a baseline. Its
+// clients either send their next request at once or, with -retry-after
+// honour, sleep the Retry-After of a 503 or 429 first, as well-behaved SDKs
+// do. For
 // every run it prints throughput, latency percentiles overall and per status
 // code, counts by status code, client-side errors (timeouts, connection
 // failures) apart from answers, and the Retry-After values the server sent;
@@ -55,6 +59,7 @@ func commands(env *environment) []*command {
 		meCommand(env),
 		getCommand(env),
 		meVsBareCommand(env),
+		refusalVsBareCommand(env),
 		argon2Command(env),
 		naiveCommand(env),
 	}
@@ -96,6 +101,8 @@ Examples:
   authbench login -url http://127.0.0.1:8080 -admin http://127.0.0.1:9090 -users 200 -concurrency 64 -duration 30s
   authbench login -concurrency 256 -duration 30s -timeout 200ms -admin http://127.0.0.1:9090
   authbench me-vs-bare -url http://127.0.0.1:8080 -concurrency 32 -duration 10s
+  authbench refusal-vs-bare -concurrency 256 -keepers 8 -duration 20s -admin http://127.0.0.1:9090
+  authbench login -concurrency 256 -duration 20s -retry-after honour -capacity 10s
   authbench argon2 -duration 10s
   authbench naive -addr 127.0.0.1:8181 &
   authbench login -url http://127.0.0.1:8181 -rss-url http://127.0.0.1:8181/debug/rss -concurrency 256
@@ -105,7 +112,7 @@ func usage(w io.Writer, cmds []*command) {
 	var b strings.Builder
 	b.WriteString(usageHead)
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-16s %s\n", c.name, c.summary)
 	}
 	b.WriteString(usageTail)
 	for _, c := range cmds {

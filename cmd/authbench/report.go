@@ -39,6 +39,17 @@ type report struct {
 	// RetryAfter lists the Retry-After values the server sent, with counts.
 	RetryAfter []retryAfterCount `json:"retry_after"`
 
+	// RetryMode is -retry-after: "ignore" or "honour".
+	RetryMode string `json:"retry_after_mode"`
+	// Pauses are the Retry-After sleeps of honouring workers, PausedMean
+	// their mean planned length in seconds (a sleep is cut by the run's end).
+	Pauses     int64   `json:"retry_after_pauses,omitempty"`
+	PausedMean float64 `json:"retry_after_pause_mean_seconds,omitempty"`
+	// ClientCPU is the CPU time authbench itself used during the run (user
+	// + system, all its goroutines), ClientCores the same per second of it.
+	ClientCPU   float64 `json:"client_cpu_seconds,omitempty"`
+	ClientCores float64 `json:"client_cores,omitempty"`
+
 	Server *serverStats `json:"server,omitempty"`
 	// Capacity is set by login -capacity: the machine's raw Argon2id rate
 	// measured in the same invocation, and the run's share of it.
@@ -52,6 +63,18 @@ type saturation struct {
 	HashedCodes []string       `json:"hashed_codes"`
 	HashedRate  float64        `json:"hashed_rps"`
 	Ratio       float64        `json:"ratio"`
+	// CapacityAfter is measured after the load (-capacity-after), and
+	// RatioMean relates the hashed rate to the mean of both capacities.
+	CapacityAfter *capacityReport `json:"capacity_after,omitempty"`
+	RatioMean     float64         `json:"ratio_mean,omitempty"`
+}
+
+// after adds the capacity measured after the load.
+func (s *saturation) after(c capacityReport) {
+	s.CapacityAfter = &c
+	if mean := (s.Capacity.PerSecond + c.PerSecond) / 2; mean > 0 {
+		s.RatioMean = s.HashedRate / mean
+	}
 }
 
 // newSaturation computes the ratio from a report's per-status rates.
@@ -138,6 +161,13 @@ func newReport(name, method, url string, l *load, r *result) *report {
 		Sent: r.sent, Completed: r.completed, InWindow: r.inWindow, Aborted: r.aborted,
 		Throughput: r.throughput(), Latency: statsOf(r.all),
 		RetryAfter: retryAfterCounts(r.retryAfter),
+		RetryMode:  retryIgnore, Pauses: r.pauses,
+	}
+	if l.retry.honour {
+		rep.RetryMode = retryHonour
+	}
+	if r.pauses > 0 {
+		rep.PausedMean = (r.paused / time.Duration(r.pauses)).Seconds()
 	}
 	codes := make([]int, 0, len(r.byCode))
 	for c := range r.byCode {
@@ -198,8 +228,16 @@ func writeText(w io.Writer, r *report) error {
 			fmt.Fprintf(&b, "            first %s error: %s\n", k, ex)
 		}
 	}
+	if r.RetryMode == retryHonour {
+		fmt.Fprintf(&b, "clients     honour Retry-After: %d pauses, mean %.2fs\n", r.Pauses, r.PausedMean)
+	} else {
+		b.WriteString("clients     ignore Retry-After: the next request goes at once\n")
+	}
 	fmt.Fprintf(&b, "throughput  %.1f req/s (answers within the %s window; elapsed %.2fs)\n",
 		r.Throughput, secs(min(r.Duration, r.Elapsed)), r.Elapsed)
+	if r.ClientCPU > 0 {
+		fmt.Fprintf(&b, "client CPU  %.2fs = %.2f cores (authbench itself, all its workers)\n", r.ClientCPU, r.ClientCores)
+	}
 	b.WriteString("\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
@@ -238,6 +276,10 @@ func writeText(w io.Writer, r *report) error {
 		fmt.Fprintf(&b, "            capacity: m=%d KiB t=%d p=%d, %d goroutines, %d hashes in %.2fs, mean %.1f ms\n",
 			c.Capacity.MemoryKiB, c.Capacity.Iterations, c.Capacity.Parallelism, c.Capacity.Goroutines,
 			c.Capacity.Hashes, c.Capacity.Elapsed, c.Capacity.MeanMS)
+		if a := c.CapacityAfter; a != nil {
+			fmt.Fprintf(&b, "            capacity after the load: %.1f hashes/s (%d hashes in %.2fs, mean %.1f ms); against the mean of both, %.1f/s / %.1f/s = %.3f\n",
+				a.PerSecond, a.Hashes, a.Elapsed, a.MeanMS, c.HashedRate, (c.Capacity.PerSecond+a.PerSecond)/2, c.RatioMean)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

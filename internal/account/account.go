@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authd/authd/internal/auth"
-	"github.com/authd/authd/internal/password"
 	"github.com/authd/authd/internal/device"
+	"github.com/authd/authd/internal/password"
 	"github.com/authd/authd/internal/session"
 	"github.com/authd/authd/internal/throttle"
 )
@@ -73,6 +73,9 @@ type Service struct {
 	logins         *prometheus.CounterVec
 	registrations  *prometheus.CounterVec
 	accountRejects prometheus.Counter
+	// The overloaded series, looked up once: under overload they count
+	// most requests.
+	loginsOverloaded, registrationsOverloaded prometheus.Counter
 }
 
 // NewService returns a Service that registers only passwords policy
@@ -108,6 +111,8 @@ func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, thr
 	for _, o := range []string{"created", "email_taken", "weak_password", "overloaded", "error"} {
 		s.registrations.WithLabelValues(o)
 	}
+	s.loginsOverloaded = s.logins.WithLabelValues("overloaded")
+	s.registrationsOverloaded = s.registrations.WithLabelValues("overloaded")
 	for _, c := range []prometheus.Collector{s.logins, s.registrations} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("account: register metrics: %w", err)
@@ -145,6 +150,30 @@ type ThrottledError struct{ Wait time.Duration }
 func (e *ThrottledError) Error() string             { return "account: login throttled" }
 func (e *ThrottledError) Is(target error) bool      { return target == auth.ErrRateLimited }
 func (e *ThrottledError) RetryAfter() time.Duration { return e.Wait }
+
+// AdmitLogin returns at once, reserving nothing, the error matching
+// auth.ErrOverloaded that Login would return because the hash pool is full,
+// and counts it as an overloaded login; otherwise nil. The transport calls it
+// before it reads the request, so that under overload a refusal costs no
+// decoding, no limiter or throttle lookup and no database read. Login checks
+// admission again itself. Safe for concurrent use.
+func (s *Service) AdmitLogin() error {
+	if err := s.hasher.Admit(); err != nil {
+		s.loginsOverloaded.Inc()
+		return err
+	}
+	return nil
+}
+
+// AdmitRegister is AdmitLogin for Register: it counts a refusal as an
+// overloaded registration.
+func (s *Service) AdmitRegister() error {
+	if err := s.hasher.Admit(); err != nil {
+		s.registrationsOverloaded.Inc()
+		return err
+	}
+	return nil
+}
 
 // Register creates an account for a normalised, validated email. It returns
 // a *password.PolicyError, before any other work, when the password does not

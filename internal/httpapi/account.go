@@ -13,6 +13,11 @@ import (
 
 // Accounts is registration and password login (account.Service).
 type Accounts interface {
+	// AdmitLogin and AdmitRegister fail fast, reserving nothing, with an
+	// error matching auth.ErrOverloaded when the hash pool would refuse
+	// the hash of a login or a registration now.
+	AdmitLogin() error
+	AdmitRegister() error
 	Register(ctx context.Context, email string, pw auth.Password) (*auth.User, error)
 	Login(ctx context.Context, email string, pw auth.Password, clientKey, deviceToken string) (account.LoginResult, error)
 }

@@ -143,8 +143,10 @@ func headBytes(r *http.Request) int {
 
 // observe logs one line per request and records the HTTP metrics, labelled by
 // the route pattern (never the raw path). It also recovers panics: they are
-// logged once with the request id and answered 500 internal.
+// logged once with the request id and answered 500 internal. The line of a
+// 503 is at debug level; refusalLog counts those at info.
 func observe(logger *slog.Logger, m *httpMetrics, clientIP func(*http.Request) netip.Addr, now func() time.Time) func(http.Handler) http.Handler {
+	refused := &refusalLog{logger: logger, every: time.Second}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := now()
@@ -171,14 +173,23 @@ func observe(logger *slog.Logger, m *httpMetrics, clientIP func(*http.Request) n
 				elapsed := now().Sub(start)
 				m.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
 				m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
-				logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
-					slog.String("request_id", requestID(r.Context())),
-					slog.String("method", r.Method),
-					slog.String("route", route),
-					slog.Int("status", status),
-					slog.Duration("duration", elapsed),
-					slog.String("client_ip", clientIP(r).String()),
-				)
+				level := slog.LevelInfo
+				if status == http.StatusServiceUnavailable {
+					level = slog.LevelDebug
+					refused.add(r.Context(), start.Add(elapsed))
+				}
+				// Checked first: the client address is worth resolving only
+				// for a line that is written.
+				if logger.Enabled(r.Context(), level) {
+					logger.LogAttrs(r.Context(), level, "request",
+						slog.String("request_id", requestID(r.Context())),
+						slog.String("method", r.Method),
+						slog.String("route", route),
+						slog.Int("status", status),
+						slog.Duration("duration", elapsed),
+						slog.String("client_ip", clientIP(r).String()),
+					)
+				}
 			}()
 			next.ServeHTTP(sw, r)
 		})

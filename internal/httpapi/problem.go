@@ -131,7 +131,7 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 		writeProblem(w, http.StatusTooManyRequests, codeRateLimited, "")
 	case errors.Is(err, auth.ErrOverloaded):
 		setRetryAfter(w, err, time.Second)
-		writeProblem(w, http.StatusServiceUnavailable, codeOverloaded, "")
+		writeOverloaded(w)
 	case errors.Is(err, auth.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), pastDeadline(r):
 		// A dependency failed or did not answer within the request deadline
 		// (WithDeadline).
@@ -166,9 +166,12 @@ func ceilSeconds(d time.Duration) int {
 	return s
 }
 
+// problemType is the type URI of a problem code.
+func problemType(code string) string { return "https://authd.dev/problems/" + code }
+
 func writeProblem(w http.ResponseWriter, status int, code, detail string, fields ...FieldError) {
 	p := Problem{
-		Type:   "https://authd.dev/problems/" + code,
+		Type:   problemType(code),
 		Title:  titles[code],
 		Status: status,
 		Code:   code,

@@ -31,13 +31,13 @@ func (s *Server) routes() http.Handler {
 	s.handle(r, http.MethodGet, "/.well-known/openid-configuration", http.StatusOK, handleDiscovery(s.issuer, s.publicURL))
 
 	// The auth endpoints: the per-client limiter runs before any decoding,
-	// hashing or database work.
-	r.Group(func(r chi.Router) {
-		r.Use(limiter.Middleware(s.limiter, s.clientKey, rejectRateLimited))
-		s.handle(r, http.MethodPost, "/v1/register", http.StatusCreated, handleRegister(s.logger, s.accounts))
-		s.handle(r, http.MethodPost, "/v1/login", http.StatusOK, handleLogin(s.logger, s.accounts, s.throttleKey))
-		s.handle(r, http.MethodPost, "/v1/token/refresh", http.StatusOK, handleRefresh(s.logger, s.sessions))
-	})
+	// hashing or database work. Before it, the two that hash ask the hash
+	// pool for admission: under overload a refusal then costs no limiter
+	// lookup, no decoding and no database read.
+	limit := limiter.Middleware(s.limiter, s.clientKey, rejectRateLimited)
+	s.handle(r.With(admit(s.logger, s.accounts.AdmitRegister), limit), http.MethodPost, "/v1/register", http.StatusCreated, handleRegister(s.logger, s.accounts))
+	s.handle(r.With(admit(s.logger, s.accounts.AdmitLogin), limit), http.MethodPost, "/v1/login", http.StatusOK, handleLogin(s.logger, s.accounts, s.throttleKey))
+	s.handle(r.With(limit), http.MethodPost, "/v1/token/refresh", http.StatusOK, handleRefresh(s.logger, s.sessions))
 
 	// Bearer-protected: signature, claims and revocation checked every request.
 	r.Group(func(r chi.Router) {
