@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +44,10 @@ type instance struct {
 	logs        *apptest.Logs
 	cancel      context.CancelFunc
 	done        chan error
+	vars        map[string]string
+	// ownAddrs: the listen addresses were picked by launch, which may pick
+	// them again when another process took one first.
+	ownAddrs bool
 }
 
 // start runs authd with env (on top of test defaults) and waits for /healthz.
@@ -59,8 +65,6 @@ func launch(t *testing.T, env map[string]string) *instance {
 	t.Helper()
 	dir := t.TempDir()
 	vars := map[string]string{
-		"AUTHD_HTTP_ADDR":    freeAddr(t),
-		"AUTHD_ADMIN_ADDR":   freeAddr(t),
 		"AUTHD_DATABASE_URL": "sqlite:" + filepath.Join(dir, "authd.db"),
 		"AUTHD_LOG_FORMAT":   "json",
 		"AUTHD_HASH_WORKERS": "2",
@@ -70,15 +74,12 @@ func launch(t *testing.T, env map[string]string) *instance {
 	for k, v := range env {
 		vars[k] = v
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{
-		base:   "http://" + vars["AUTHD_HTTP_ADDR"],
-		admin:  "http://" + vars["AUTHD_ADMIN_ADDR"],
-		logs:   &apptest.Logs{},
-		cancel: cancel,
-		done:   make(chan error, 1),
+	in := &instance{vars: vars}
+	if vars["AUTHD_HTTP_ADDR"] == "" && vars["AUTHD_ADMIN_ADDR"] == "" {
+		in.ownAddrs = true
+		in.pickAddrs(t)
 	}
-	go func() { in.done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard, in.logs) }()
+	in.begin()
 	t.Cleanup(func() {
 		if in.cancel != nil {
 			in.stop(t)
@@ -87,11 +88,29 @@ func launch(t *testing.T, env map[string]string) *instance {
 	return in
 }
 
+// pickAddrs chooses free loopback addresses for both listeners.
+func (in *instance) pickAddrs(t *testing.T) {
+	t.Helper()
+	in.vars["AUTHD_HTTP_ADDR"], in.vars["AUTHD_ADMIN_ADDR"] = freeAddr(t), freeAddr(t)
+}
+
+// begin starts run in the background with in's settings.
+func (in *instance) begin() {
+	ctx, cancel := context.WithCancel(context.Background())
+	vars := maps.Clone(in.vars)
+	in.base, in.admin = "http://"+vars["AUTHD_HTTP_ADDR"], "http://"+vars["AUTHD_ADMIN_ADDR"]
+	in.logs, in.cancel, in.done = &apptest.Logs{}, cancel, make(chan error, 1)
+	go func() { in.done <- run(ctx, nil, func(k string) string { return vars[k] }, io.Discard, in.logs) }()
+}
+
 // waitHealthy waits until in answers /healthz, failing the test if run
-// returns first or it takes over 20 s.
+// returns first or it takes over 20 s. A port that freeAddr found free can be
+// taken by another process (an outgoing connection's ephemeral port) before
+// run listens on it: then the instance starts again on other ports.
 func (in *instance) waitHealthy(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
+	retries := 3
 	for {
 		resp, err := http.Get(in.base + "/healthz")
 		if err == nil {
@@ -102,6 +121,13 @@ func (in *instance) waitHealthy(t *testing.T) {
 		}
 		select {
 		case err := <-in.done:
+			if in.ownAddrs && retries > 0 && errors.Is(err, syscall.EADDRINUSE) {
+				retries--
+				in.cancel()
+				in.pickAddrs(t)
+				in.begin()
+				continue
+			}
 			t.Fatalf("run returned before serving: %v\nlogs:\n%s", err, in.logs)
 		case <-time.After(50 * time.Millisecond):
 		}
