@@ -112,7 +112,9 @@ func TestLoadClientTimeouts(t *testing.T) {
 		}
 		return req, err
 	})
-	l.timeout = 50 * time.Millisecond
+	// Long enough that an answering request never times out on a loaded
+	// machine under -race; the hanging ones each cost a worker this long.
+	l.timeout = 500 * time.Millisecond
 	l.maxRequests = 40
 	res := l.run(t.Context())
 
