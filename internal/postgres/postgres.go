@@ -38,8 +38,9 @@
 // default_query_exec_mode=exec.
 //
 // Every write is written against a query interface satisfied by both the pool
-// and a pgx.Tx, so that a later InTx method can run an account change and an
-// outbox row in one transaction.
+// and a pgx.Tx, so that InTx runs an account change and an outbox row in one
+// transaction. The outbox (outbox.go) is shared by every instance: due rows
+// are claimed with FOR UPDATE SKIP LOCKED, under a lease.
 package postgres
 
 import (

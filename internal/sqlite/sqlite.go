@@ -26,8 +26,9 @@
 // reads and writes; it is lost on Close. It is meant for tests and demos.
 //
 // Every write is written against a query interface satisfied by both *sql.DB
-// and *sql.Tx, so that a later InTx method can run an account change and an
-// outbox row in one transaction on the writer connection.
+// and *sql.Tx, so that InTx runs an account change and an outbox row in one
+// transaction on the writer connection. The outbox (outbox.go) is claimed
+// with one UPDATE ... RETURNING on that connection, under a lease.
 package sqlite
 
 import (

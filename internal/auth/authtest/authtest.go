@@ -24,6 +24,7 @@ type Stores interface {
 	auth.UserStore
 	auth.SessionStore
 	auth.KeyStore
+	auth.OutboxStore
 }
 
 // t0 is the suite's clock: every time is passed in explicitly. Its zone and
@@ -46,6 +47,10 @@ func RunStoreSuite(t *testing.T, open func(t *testing.T) Stores) {
 	t.Run("keys", func(t *testing.T) {
 		t.Parallel()
 		runKeys(t, open)
+	})
+	t.Run("outbox", func(t *testing.T) {
+		t.Parallel()
+		runOutbox(t, open)
 	})
 }
 
