@@ -56,6 +56,9 @@ type Config struct {
 	SecretKey         string // empty: generated and stored (SQLite only, development)
 	PublicURL         string // default: derived from HTTPAddr
 
+	// NotifyTimeout bounds each attempt to deliver a message.
+	NotifyTimeout time.Duration
+
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
 	LogFormat       string // text or json; empty: text on a terminal, json otherwise
@@ -229,7 +232,9 @@ func settings() []setting {
 		{"AUTHD_SMTP_URL", "smtp-url", "", "email delivery (not implemented yet: emails go to the log; setting it refuses start-up)", true, notImplemented},
 		{"AUTHD_MAIL_FROM", "mail-from", "", "From address of emails (not implemented yet: setting it refuses start-up)", false, notImplemented},
 		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS delivery (not implemented yet: SMS go to the log; setting it refuses start-up)", true, notImplemented},
-		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "", "per delivery attempt (not implemented yet: setting it refuses start-up)", false, notImplemented},
+		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "5s", "deadline of each attempt to deliver an email or SMS to its provider; a provider that does not answer in time is retried later", false, func(c *Config, v string) error {
+			return duration(v, 100*time.Millisecond, 5*time.Minute, &c.NotifyTimeout)
+		}},
 		{"AUTHD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "graceful shutdown budget", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.ShutdownTimeout) }},
 		{"AUTHD_SHUTDOWN_DRAIN_DELAY", "shutdown-drain-delay", "5s", "on SIGTERM, /readyz answers 503 this long while requests are still served, then the shutdown budget starts; 0 = none", false, func(c *Config, v string) error {
 			return duration(v, 0, 10*time.Minute, &c.ShutdownDrainDelay)

@@ -152,7 +152,6 @@ func TestCourierSettingsRefused(t *testing.T) {
 		{"AUTHD_SMTP_URL", "smtp://user:hunter22@mail:587"},
 		{"AUTHD_MAIL_FROM", "authd@example.com"},
 		{"AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com/send"},
-		{"AUTHD_NOTIFY_TIMEOUT", "5s"},
 	} {
 		_, err := Parse(nil, env(map[string]string{tc.env: tc.value}), nil)
 		var se *Error
@@ -162,6 +161,27 @@ func TestCourierSettingsRefused(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "hunter22") || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %q leaks the password or spans lines", tc.env, err)
+		}
+	}
+}
+
+// AUTHD_NOTIFY_TIMEOUT is the Courier's: accepted and bounded.
+func TestNotifyTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+		ok    bool
+	}{
+		{"", 5 * time.Second, true},
+		{"2s", 2 * time.Second, true},
+		{"10ms", 0, false},
+		{"1h", 0, false},
+		{"soon", 0, false},
+	} {
+		c, err := Parse(nil, env(map[string]string{"AUTHD_NOTIFY_TIMEOUT": tc.value}), nil)
+		if tc.ok != (err == nil) || (tc.ok && c.NotifyTimeout != tc.want) {
+			t.Errorf("AUTHD_NOTIFY_TIMEOUT=%q: %v, %v; want %v (ok %v)", tc.value, c, err, tc.want, tc.ok)
 		}
 	}
 }

@@ -25,6 +25,7 @@ type Stores interface {
 	auth.SessionStore
 	auth.KeyStore
 	auth.OutboxStore
+	auth.EmailVerificationStore
 }
 
 // t0 is the suite's clock: every time is passed in explicitly. Its zone and
@@ -51,6 +52,10 @@ func RunStoreSuite(t *testing.T, open func(t *testing.T) Stores) {
 	t.Run("outbox", func(t *testing.T) {
 		t.Parallel()
 		runOutbox(t, open)
+	})
+	t.Run("email verification", func(t *testing.T) {
+		t.Parallel()
+		runEmailVerification(t, open)
 	})
 }
 
