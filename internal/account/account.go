@@ -1,7 +1,8 @@
-// Package account is registration and password login: the orchestration of
-// the hasher (the Forge), the accounts store, the per-account throttle (the
-// Guardian), the session service and the notifier (the Courier). It holds no
-// transport concerns; internal/httpapi calls it.
+// Package account is registration, password login and email verification:
+// the orchestration of the hasher (the Forge), the accounts store, the
+// per-account throttle (the Guardian), the session service and the Courier
+// (through the outbox). It holds no transport concerns; internal/httpapi
+// calls it.
 package account
 
 import (
@@ -52,21 +53,30 @@ type Sessions interface {
 	Start(ctx context.Context, userID string, amr []string) (session.Pair, error)
 }
 
-// Notifier takes messages off the request path (the Courier).
-type Notifier interface {
-	// Welcome announces a new account to its owner. It must not block on delivery.
-	Welcome(ctx context.Context, u *auth.User) error
+// Users is the accounts store as registration and login use it: a
+// registration and its verification email commit in one transaction.
+type Users interface {
+	auth.UserStore
+	auth.Transactor
+}
+
+// Verifications queues the verification email of a new account inside the
+// registration's transaction (Emails).
+type Verifications interface {
+	QueueVerification(ctx context.Context, tx auth.Tx, u *auth.User, now time.Time) error
+	// Queued is called after the transaction committed.
+	Queued()
 }
 
 // Service is registration and login. Its methods are safe for concurrent use.
 type Service struct {
-	users    auth.UserStore
+	users    Users
 	hasher   Hasher
 	policy   password.Policy
 	throttle Throttle
 	devices  Devices
 	sessions Sessions
-	notifier Notifier
+	emails   Verifications
 	logger   *slog.Logger
 	now      func() time.Time
 
@@ -84,9 +94,9 @@ type Service struct {
 // authd_ratelimit_rejections_total{scope="account"} series, counted when the
 // throttle refuses a login (the family is shared with the per-client
 // limiter, which counts scope="ip").
-func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, throttle Throttle, devices Devices, sessions Sessions, notifier Notifier,
+func NewService(users Users, hasher Hasher, policy password.Policy, throttle Throttle, devices Devices, sessions Sessions, emails Verifications,
 	now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
-	if users == nil || hasher == nil || throttle == nil || devices == nil || sessions == nil || notifier == nil {
+	if users == nil || hasher == nil || throttle == nil || devices == nil || sessions == nil || emails == nil {
 		return nil, errors.New("account: a dependency is missing")
 	}
 	if now == nil || logger == nil || reg == nil {
@@ -96,7 +106,7 @@ func NewService(users auth.UserStore, hasher Hasher, policy password.Policy, thr
 		return nil, fmt.Errorf("account: %w", err)
 	}
 	s := &Service{
-		users: users, hasher: hasher, policy: policy, throttle: throttle, devices: devices, sessions: sessions, notifier: notifier,
+		users: users, hasher: hasher, policy: policy, throttle: throttle, devices: devices, sessions: sessions, emails: emails,
 		logger: logger, now: now,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authd_logins_total", Help: "Password logins by outcome.",
@@ -175,7 +185,8 @@ func (s *Service) AdmitRegister() error {
 	return nil
 }
 
-// Register creates an account for a normalised, validated email. It returns
+// Register creates an account for a normalised, validated email and queues
+// its verification email in the same transaction. It returns
 // a *password.PolicyError, before any other work, when the password does not
 // pass the policy (which includes not containing the email);
 // auth.ErrEmailTaken when the email is registered; and an error matching
@@ -222,13 +233,19 @@ func (s *Service) register(ctx context.Context, email string, pw auth.Password) 
 	}
 	now := s.now().UTC()
 	u := &auth.User{ID: id.String(), Email: email, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
-	if err := s.users.CreateUser(ctx, u); err != nil {
+	// The account and its verification email (in the outbox) commit
+	// together: a 201 means the email will be delivered, even if this
+	// instance dies right after answering.
+	err = s.users.InTx(ctx, func(tx auth.Tx) error {
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		return s.emails.QueueVerification(ctx, tx, u, now)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("account: register: %w", err)
 	}
-	// The account exists: a failure to queue the email must not undo it.
-	if err := s.notifier.Welcome(ctx, u); err != nil {
-		s.logger.WarnContext(ctx, "welcome email not queued", "user_id", u.ID, "err", err)
-	}
+	s.emails.Queued()
 	return u, nil
 }
 

@@ -21,12 +21,12 @@ import (
 	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/clientip"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/courier"
 	"github.com/authd/authd/internal/device"
 	"github.com/authd/authd/internal/hashpool"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/limiter"
 	"github.com/authd/authd/internal/memstate"
-	"github.com/authd/authd/internal/notify"
 	"github.com/authd/authd/internal/password"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/redis"
@@ -41,6 +41,8 @@ type Stores interface {
 	auth.UserStore
 	auth.SessionStore
 	auth.KeyStore
+	auth.OutboxStore // and auth.Transactor
+	auth.EmailVerificationStore
 	Ping(context.Context) error
 }
 
@@ -54,6 +56,11 @@ type Service struct {
 	DB       Stores
 	DBKind   string // sqlite or postgres
 	State    string // memory or redis
+
+	// Courier delivers emails and SMS off the request path; Emails is
+	// email verification.
+	Courier *courier.Courier
+	Emails  *account.Emails
 }
 
 // Option changes how Build makes a part; tests use them for fakes.
@@ -63,6 +70,7 @@ type options struct {
 	now      func() time.Time
 	db       Stores
 	password *password.Params
+	senders  *courier.Senders
 }
 
 // WithClock makes every part read time from now instead of time.Now.
@@ -76,6 +84,11 @@ func WithStores(db Stores) Option { return func(o *options) { o.db = db } }
 // WithPasswordParams makes new password hashes with p instead of the
 // configured Argon2 cost: tests pass password.TestParams for speed.
 func WithPasswordParams(p password.Params) Option { return func(o *options) { o.password = &p } }
+
+// WithSenders makes the Courier deliver through senders instead of the
+// providers the settings choose (pickSenders): tests pass fakes that
+// record, fail or hang.
+func WithSenders(senders courier.Senders) Option { return func(o *options) { o.senders = &senders } }
 
 // Build opens the database (migrating it) and the state store, then builds
 // every part on top, passing each only its own settings, and adds each
@@ -206,7 +219,23 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
-	notifier, err := notify.NewLog(notify.Params{PublicURL: cfg.PublicURL}, logger)
+	// The Courier: delivery off the request path, from the outbox that
+	// registration writes in its transaction. It stops after the listeners
+	// (added later) and before the database: attempts in progress finish
+	// within the shutdown budget, undelivered rows wait for the next start.
+	senders := pickSenders(cfg, logger)
+	if o.senders != nil {
+		senders = *o.senders
+	}
+	s.Courier, err = courier.New(courier.Params{Timeout: cfg.NotifyTimeout}, db, senders, now, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	life.Add(Part{Name: "courier", Run: s.Courier.Run, Close: s.Courier.Close})
+	// Email verification; its resend limits share the throttle's capped
+	// store and key.
+	s.Emails, err = account.NewEmails(db, thrState, s.Courier,
+		account.EmailParams{PublicURL: cfg.PublicURL, HashKey: keys.throttle}, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +245,7 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	if err != nil {
 		return nil, fmt.Errorf("device tokens: %w", err)
 	}
-	s.Accounts, err = account.NewService(db, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, devices, sessions, notifier, now, logger, reg)
+	s.Accounts, err = account.NewService(db, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, devices, sessions, s.Emails, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -232,11 +261,22 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		Users:    db,
 		Sessions: sessions,
 		Keys:     ring,
+		Emails:   s.Emails,
 	}, httpapi.Params{Issuer: cfg.JWTIssuer, PublicURL: cfg.PublicURL, RequestTimeout: cfg.RequestTimeout}, now, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)
 	}
 	return s, nil
+}
+
+// pickSenders chooses each channel's provider from the settings; a channel
+// with none configured gets the log sender (courier.LogSender), and start-up
+// says so once. Config refuses AUTHD_SMTP_URL and AUTHD_SMS_WEBHOOK_URL
+// until their senders are chosen here, so today both channels log.
+func pickSenders(_ *config.Config, logger *slog.Logger) courier.Senders {
+	logger.Warn("courier: no email or SMS provider is configured: messages are written to the log (without their links and codes), not sent")
+	log := courier.NewLogSender(logger)
+	return courier.Senders{Email: log, SMS: log}
 }
 
 // throttleMaxKeys caps the in-process throttle store at about 120 MiB

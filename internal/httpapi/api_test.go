@@ -34,6 +34,8 @@ type stores interface {
 	auth.UserStore
 	auth.SessionStore
 	auth.KeyStore
+	auth.OutboxStore
+	auth.EmailVerificationStore
 	Ping(context.Context) error
 }
 

@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	s.handle(r.With(admit(s.logger, s.accounts.AdmitRegister), limit), http.MethodPost, "/v1/register", http.StatusCreated, handleRegister(s.logger, s.accounts))
 	s.handle(r.With(admit(s.logger, s.accounts.AdmitLogin), limit), http.MethodPost, "/v1/login", http.StatusOK, handleLogin(s.logger, s.accounts, s.throttleKey))
 	s.handle(r.With(limit), http.MethodPost, "/v1/token/refresh", http.StatusOK, handleRefresh(s.logger, s.sessions))
+	s.handle(r.With(limit), http.MethodPost, "/v1/email/verify", http.StatusNoContent, handleVerifyEmail(s.logger, s.emails))
 
 	// Bearer-protected: signature, claims and revocation checked every request.
 	r.Group(func(r chi.Router) {
@@ -45,6 +46,8 @@ func (s *Server) routes() http.Handler {
 		s.handle(r, http.MethodPost, "/v1/logout", http.StatusNoContent, handleLogout(s.logger, s.sessions))
 		s.handle(r, http.MethodGet, "/v1/me", http.StatusOK, handleMe(s.logger, s.users))
 		s.handle(r, http.MethodPost, "/v1/introspect", http.StatusOK, handleIntrospect(s.logger, s.sessions))
+		// Its own per-address limit answers 429 past 5 an hour.
+		s.handle(r, http.MethodPost, "/v1/email/resend", http.StatusAccepted, handleResendEmail(s.logger, s.emails))
 	})
 	return r
 }

@@ -32,6 +32,7 @@ type Server struct {
 	users     Users
 	sessions  Sessions
 	keys      KeySet
+	emails    Emails
 	issuer    string
 	publicURL string
 	timeout   time.Duration // every request's deadline
@@ -51,6 +52,9 @@ type Deps struct {
 	Users    Users
 	Sessions Sessions
 	Keys     KeySet
+
+	// Emails is email verification and its resends.
+	Emails Emails
 }
 
 // Params are the API's settings.
@@ -73,7 +77,7 @@ type Params struct {
 func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	switch {
 	case d.Ready == nil || d.Clients == nil || d.Limiter == nil || d.Accounts == nil ||
-		d.Users == nil || d.Sessions == nil || d.Keys == nil:
+		d.Users == nil || d.Sessions == nil || d.Keys == nil || d.Emails == nil:
 		return nil, errors.New("httpapi: a dependency is missing")
 	case p.Issuer == "" || p.PublicURL == "":
 		return nil, errors.New("httpapi: issuer and public URL are required")
@@ -90,6 +94,7 @@ func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg 
 		logger: logger, now: now, metrics: m, ready: d.Ready,
 		clientIP: d.Clients.ClientIP, clientKey: d.Clients.Key, limiter: d.Limiter,
 		accounts: d.Accounts, users: d.Users, sessions: d.Sessions, keys: d.Keys,
+		emails: d.Emails,
 		issuer: p.Issuer, publicURL: p.PublicURL, timeout: p.RequestTimeout,
 	}
 	s.handler = s.routes()
