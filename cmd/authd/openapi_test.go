@@ -111,6 +111,21 @@ func conformanceFlow(t *testing.T, in *instance) {
 	// Bearer routes with a fresh session.
 	r = c.call(t, "POST", "/v1/login", "application/json", creds(email, pass), "", 200, true)
 	access := r.json(t)["access_token"].(string)
+
+	// Email verification: a token verifies once; resends up to the limit.
+	userID := c.call(t, "GET", "/v1/me", "", "", access, 200, true).json(t)["user_id"].(string)
+	tok := plantVerification(t, in, userID)
+	c.call(t, "POST", "/v1/email/verify", "application/json", `{"token":"`+tok+`"}`, "", 204, true)
+	c.call(t, "POST", "/v1/email/verify", "application/json", `{"token":"`+tok+`"}`, "", 400, true)
+	c.call(t, "POST", "/v1/email/verify", "application/json", `{"token":""}`, "", 400, false)
+	c.call(t, "POST", "/v1/email/resend", "", "", access, 202, true) // verified: nothing to send
+	c.call(t, "POST", "/v1/register", "application/json", creds("eve@example.com", pass), "", 201, true)
+	eve := c.call(t, "POST", "/v1/login", "application/json", creds("eve@example.com", pass), "", 200, true).json(t)["access_token"].(string)
+	for range 5 {
+		c.call(t, "POST", "/v1/email/resend", "", "", eve, 202, true)
+	}
+	c.call(t, "POST", "/v1/email/resend", "", "", eve, 429, true)
+	c.call(t, "POST", "/v1/email/resend", "", "", "", 401, false)
 	c.call(t, "GET", "/v1/me", "", "", access, 200, true)
 	c.call(t, "GET", "/v1/me", "", "", "", 401, false)
 	c.call(t, "GET", "/v1/me", "", "", "garbage", 401, true)
@@ -360,7 +375,7 @@ func (c *conformance) send(t *testing.T, method, path string, h http.Header, bod
 // limitedPaths are the routes behind the client's bucket: every answer of
 // theirs that the bucket did not refuse carries RateLimit-* (the document's
 // "Rate limiting" section).
-var limitedPaths = map[string]bool{"/v1/register": true, "/v1/login": true, "/v1/token/refresh": true}
+var limitedPaths = map[string]bool{"/v1/register": true, "/v1/login": true, "/v1/token/refresh": true, "/v1/email/verify": true}
 
 // checkHeaders fails on a header the document does not describe, and checks
 // the headers the document promises on every answer.

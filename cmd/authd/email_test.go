@@ -1,0 +1,77 @@
+package main
+
+import (
+	"crypto/sha256"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/postgres"
+	"github.com/authd/authd/internal/sqlite"
+)
+
+// plantVerification stores a verification token for userID in the
+// database of in, as registration does, and returns it: the log sender
+// never shows the emailed one.
+func plantVerification(t *testing.T, in *instance, userID string) string {
+	t.Helper()
+	var (
+		db  auth.Transactor
+		url = in.vars["AUTHD_DATABASE_URL"]
+	)
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		st, err := sqlite.Open(t.Context(), path, time.Now, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		db = st
+	} else {
+		st, err := postgres.Open(t.Context(), url, time.Now, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		db = st
+	}
+	tok := "planted-" + userID
+	h := sha256.Sum256([]byte(tok))
+	err := db.InTx(t.Context(), func(tx auth.Tx) error {
+		return tx.(auth.EmailTx).CreateEmailVerification(t.Context(), auth.EmailVerification{
+			Hash: h[:], UserID: userID, CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour),
+		})
+	})
+	if err != nil {
+		t.Fatalf("plant verification: %v", err)
+	}
+	return tok
+}
+
+// With no provider configured, a registration's verification email goes
+// through the outbox to the log sender: start-up says so once, the
+// delivery is logged, and no line holds the link or its token.
+func TestRegistrationEmailIsLoggedWithoutItsLink(t *testing.T) {
+	t.Parallel()
+	in := start(t, nil)
+	c := newConformance(t, in.base)
+	c.call(t, "POST", "/v1/register", "application/json", `{"email":"ada@example.com","password":"`+goodPassword+`"}`, "", 201, true)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(in.logs.String(), `"msg":"courier: delivered"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no delivery logged:\n%s", in.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	logs := in.logs.String()
+	if n := strings.Count(logs, "no email or SMS provider is configured"); n != 1 {
+		t.Errorf("start-up said %d times that messages go to the log, want once", n)
+	}
+	if !strings.Contains(logs, `"template":"verify_email"`) {
+		t.Errorf("the log does not name the template:\n%s", logs)
+	}
+	if strings.Contains(logs, "token=") || strings.Contains(logs, "/verify-email") {
+		t.Errorf("the log holds the verification link:\n%s", logs)
+	}
+}
