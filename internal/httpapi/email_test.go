@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/authd/authd/internal/app"
 	"github.com/authd/authd/internal/app/apptest"
 	"github.com/authd/authd/internal/auth"
+	"github.com/authd/authd/internal/config"
 	"github.com/authd/authd/internal/courier"
 )
 
@@ -140,5 +142,51 @@ func TestEmailResendLimit(t *testing.T) {
 	// Any of the tokens sent verifies the address (the first here).
 	if r := f.post(t, "/v1/email/verify", `{"token":"`+first+`"}`); r.status != http.StatusNoContent {
 		t.Fatalf("verify with the first token: %d %s", r.status, r.body)
+	}
+}
+
+// hanging is a provider that never answers: each attempt ends at its deadline.
+type hanging struct{ calls chan struct{} }
+
+func (h hanging) Deliver(ctx context.Context, _ auth.Message) error {
+	select {
+	case h.calls <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A provider that never answers does not hold up the request that queues
+// its message: registration answers as fast as with a healthy one.
+func TestRegistrationDoesNotWaitForAHangingProvider(t *testing.T) {
+	t.Parallel()
+	cfg := apptest.Config(t)
+	cfg.NotifyTimeout = 300 * time.Millisecond
+	cfg.RateLimit = config.RateLimit{RPS: 1, Burst: 1000}
+	h := hanging{calls: make(chan struct{}, 1)}
+	svc := apptest.Build(t, cfg, nil, nil, app.WithSenders(courier.Senders{Email: h, SMS: h}))
+	srv := httptest.NewServer(svc.API)
+	t.Cleanup(srv.Close)
+	f := &fixture{url: srv.URL}
+	const n = 40
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		begin := time.Now()
+		register(t, f, "user"+strconv.Itoa(i)+"@example.com")
+		lat = append(lat, time.Since(begin))
+	}
+	slices.Sort(lat)
+	p50, worst := lat[n/2], lat[n-1]
+	t.Logf("registration with a hanging provider: p50 %v, max %v over %d", p50, worst, n)
+	select {
+	case <-h.calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the provider was never called")
+	}
+	// An attempt takes the whole timeout; a request that waited for one
+	// would take at least that.
+	if worst >= cfg.NotifyTimeout {
+		t.Errorf("slowest registration %v: it waited for the provider (timeout %v)", worst, cfg.NotifyTimeout)
 	}
 }
