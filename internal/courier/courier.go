@@ -501,7 +501,6 @@ func (c *Courier) poll() {
 	var (
 		later     retryHeap
 		lastLook  time.Time
-		lastCount time.Time
 		lastPrune time.Time
 		timer     = time.NewTimer(0)
 	)
@@ -543,10 +542,7 @@ func (c *Courier) poll() {
 		}
 
 		full := c.claim(now)
-		if now.Sub(lastCount) >= time.Second || full {
-			c.countPending()
-			lastCount = now
-		}
+		c.countPending() // every look: at most once per MinPollGap
 		if now.Sub(lastPrune) >= pruneEvery {
 			c.prune(now)
 			lastPrune = now

@@ -238,6 +238,16 @@ func deliveries(f *fixture, ch auth.Channel, outcome string) float64 {
 	return -1
 }
 
+func gauge(f *fixture, name string) float64 {
+	mfs, _ := f.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
 func TestOutboxMessageIsDeliveredAndMarkedSent(t *testing.T) {
 	t.Parallel()
 	clock := clocktest.New(t0)
@@ -364,6 +374,7 @@ func TestFailedOutboxMessageBacksOff(t *testing.T) {
 	if n := s.calls.Load(); n != 1 {
 		t.Fatalf("%d attempts before the backoff elapsed, want 1", n)
 	}
+	eventually(t, "pending gauge at 1", func() bool { return gauge(f, "authd_notify_outbox_pending") == 1 })
 	clock.Advance(29 * time.Second) // under the least backoff (half of a minute)
 	f.c.Wake()
 	time.Sleep(20 * time.Millisecond)
@@ -375,6 +386,8 @@ func TestFailedOutboxMessageBacksOff(t *testing.T) {
 	clock.Advance(2 * time.Minute)
 	s.wait(t)
 	eventually(t, "outbox drained", func() bool { return pending(t, st) == 0 })
+	f.c.Wake()
+	eventually(t, "pending gauge at 0", func() bool { return gauge(f, "authd_notify_outbox_pending") == 0 })
 	if s.calls.Load() != 3 || s.count("k") != 1 {
 		t.Errorf("calls %d, deliveries %d: want 3 and 1", s.calls.Load(), s.count("k"))
 	}
