@@ -227,7 +227,7 @@ func settings() []setting {
 			c.PublicURL = strings.TrimRight(v, "/")
 			return optionalURL(v, "http", "https")
 		}},
-		// The Courier is not built yet: its settings are refused rather than
+		// The Courier's providers are not wired yet: their settings are refused rather than
 		// accepted and ignored (a setting never falls back silently).
 		{"AUTHD_SMTP_URL", "smtp-url", "", "email delivery (not implemented yet: emails go to the log; setting it refuses start-up)", true, notImplemented},
 		{"AUTHD_MAIL_FROM", "mail-from", "", "From address of emails (not implemented yet: setting it refuses start-up)", false, notImplemented},

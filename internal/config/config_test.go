@@ -143,7 +143,7 @@ func TestPublicURLFollowsListener(t *testing.T) {
 	}
 }
 
-// TestCourierSettingsRefused checks that the settings of the Courier, not
+// TestCourierSettingsRefused checks that the settings of the Courier's providers, not
 // built yet, stop start-up with one line naming them instead of being
 // accepted and ignored; left empty they are fine.
 func TestCourierSettingsRefused(t *testing.T) {
