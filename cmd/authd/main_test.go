@@ -213,11 +213,11 @@ func TestBadSettingExits2(t *testing.T) {
 		{"AUTHD_HASH_WORKERS", "abc"},
 		{"AUTHD_DATABASE_URL", "mysql://nope"},
 		{"AUTHD_ACCESS_TOKEN_TTL", "-1m"},
-		// The Courier is not built: its settings are refused, not ignored.
+		// The Courier's providers are not wired: their settings are refused, not ignored.
 		{"AUTHD_SMTP_URL", "smtp://mail:587"},
 		{"AUTHD_MAIL_FROM", "authd@example.com"},
 		{"AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com"},
-		{"AUTHD_NOTIFY_TIMEOUT", "5s"},
+		{"AUTHD_NOTIFY_TIMEOUT", "10ms"},
 	} {
 		err := run(context.Background(), nil, func(k string) string {
 			if k == tc.env {
