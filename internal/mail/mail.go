@@ -317,6 +317,11 @@ func classify(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("mail: smtp: %w (%w)", ctx.Err(), err)
 	}
+	// The connection's deadline is ctx's: its timeout may come a moment
+	// before ctx's own timer.
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("mail: smtp: %w (%w)", context.DeadlineExceeded, err)
+	}
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		switch se.Reason {
