@@ -522,6 +522,18 @@ func TestTemplates(t *testing.T) {
 	if r, _ := tpl.render(auth.TemplateMFACode, data); !strings.Contains(r.text, "493817") || !strings.Contains(r.html, "493817") {
 		t.Errorf("mfa_code lacks the code: %+v", r)
 	}
+	// Optional keys: shown when given, absent otherwise.
+	r, err := tpl.render(auth.TemplateVerifyEmail, map[string]string{"link": testLink, "expires_in": "24h0m0s"})
+	if err != nil || !strings.Contains(r.text, "valid for 24h0m0s") || !strings.Contains(r.html, "valid for 24h0m0s") {
+		t.Errorf("verify_email with expires_in: %+v, %v", r, err)
+	}
+	if r, _ := tpl.render(auth.TemplateVerifyEmail, data); strings.Contains(r.text, "valid for") {
+		t.Errorf("verify_email without expires_in: %q", r.text)
+	}
+	r, err = tpl.render(auth.TemplatePasswordChanged, map[string]string{"changed_at": "2026-11-30T17:00:00Z"})
+	if err != nil || !strings.Contains(r.text, "2026-11-30T17:00:00Z") {
+		t.Errorf("password_changed with changed_at: %+v, %v", r, err)
+	}
 }
 
 // A missing template or data key is permanent and fails before any
