@@ -65,7 +65,7 @@ func TestRegistrationEmailIsLoggedWithoutItsLink(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	logs := in.logs.String()
-	if n := strings.Count(logs, "no email or SMS provider is configured"); n != 1 {
+	if n := strings.Count(logs, "no provider is configured for email and SMS"); n != 1 {
 		t.Errorf("start-up said %d times that messages go to the log, want once", n)
 	}
 	if !strings.Contains(logs, `"template":"verify_email"`) {

@@ -213,10 +213,10 @@ func TestBadSettingExits2(t *testing.T) {
 		{"AUTHD_HASH_WORKERS", "abc"},
 		{"AUTHD_DATABASE_URL", "mysql://nope"},
 		{"AUTHD_ACCESS_TOKEN_TTL", "-1m"},
-		// The Courier's providers are not wired: their settings are refused, not ignored.
-		{"AUTHD_SMTP_URL", "smtp://mail:587"},
+		// The Courier's providers: incomplete or unsafe settings are refused.
+		{"AUTHD_SMTP_URL", "smtp://mail:587"}, // without AUTHD_MAIL_FROM
 		{"AUTHD_MAIL_FROM", "authd@example.com"},
-		{"AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com"},
+		{"AUTHD_SMS_WEBHOOK_URL", "http://sms.example.com"},
 		{"AUTHD_NOTIFY_TIMEOUT", "10ms"},
 	} {
 		err := run(context.Background(), nil, func(k string) string {

@@ -26,11 +26,13 @@ import (
 	"github.com/authd/authd/internal/hashpool"
 	"github.com/authd/authd/internal/httpapi"
 	"github.com/authd/authd/internal/limiter"
+	"github.com/authd/authd/internal/mail"
 	"github.com/authd/authd/internal/memstate"
 	"github.com/authd/authd/internal/password"
 	"github.com/authd/authd/internal/postgres"
 	"github.com/authd/authd/internal/redis"
 	"github.com/authd/authd/internal/session"
+	"github.com/authd/authd/internal/sms"
 	"github.com/authd/authd/internal/sqlite"
 	"github.com/authd/authd/internal/throttle"
 	"github.com/authd/authd/internal/token"
@@ -223,11 +225,13 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	// registration writes in its transaction. It stops after the listeners
 	// (added later) and before the database: attempts in progress finish
 	// within the shutdown budget, undelivered rows wait for the next start.
-	senders := pickSenders(cfg, logger)
+	var senders courier.Senders
 	if o.senders != nil {
 		senders = *o.senders
+	} else if senders, err = pickSenders(life, cfg.Notify, now, logger); err != nil {
+		return nil, err
 	}
-	s.Courier, err = courier.New(courier.Params{Timeout: cfg.NotifyTimeout}, db, senders, now, logger, reg)
+	s.Courier, err = courier.New(courier.Params{Timeout: cfg.Notify.Timeout}, db, senders, now, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -269,14 +273,54 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 	return s, nil
 }
 
-// pickSenders chooses each channel's provider from the settings; a channel
-// with none configured gets the log sender (courier.LogSender), and start-up
-// says so once. Config refuses AUTHD_SMTP_URL and AUTHD_SMS_WEBHOOK_URL
-// until their senders are chosen here, so today both channels log.
-func pickSenders(_ *config.Config, logger *slog.Logger) courier.Senders {
-	logger.Warn("courier: no email or SMS provider is configured: messages are written to the log (without their links and codes), not sent")
-	log := courier.NewLogSender(logger)
-	return courier.Senders{Email: log, SMS: log}
+// pickSenders chooses each channel's provider from the settings (config
+// has checked them together); a channel with none configured gets the log
+// sender (courier.LogSender), and start-up says so once. SMS senders keep
+// idle connections: they are closed at shutdown, after the Courier.
+func pickSenders(life *Lifetime, n config.Notify, now func() time.Time, logger *slog.Logger) (courier.Senders, error) {
+	var (
+		senders courier.Senders
+		logged  []string
+	)
+	if n.SMTPURL != "" {
+		m, err := mail.NewSender(mail.Params{URL: n.SMTPURL, From: n.MailFrom}, now, logger)
+		if err != nil {
+			return senders, fmt.Errorf("email provider (AUTHD_SMTP_URL): %w", err)
+		}
+		senders.Email = m
+	} else {
+		logged = append(logged, "email")
+	}
+	switch {
+	case n.SMSWebhookURL != "":
+		w, err := sms.NewWebhook(sms.WebhookParams{URL: n.SMSWebhookURL, Token: n.SMSWebhookToken}, logger)
+		if err != nil {
+			return senders, fmt.Errorf("SMS provider (AUTHD_SMS_WEBHOOK_URL): %w", err)
+		}
+		life.Add(Part{Name: "sms webhook", Close: func(context.Context) error { return w.Close() }})
+		senders.SMS = w
+	case n.TwilioAccountSID != "":
+		tw, err := sms.NewTwilio(sms.TwilioParams{AccountSID: n.TwilioAccountSID, AuthToken: n.TwilioAuthToken, From: n.TwilioFrom, BaseURL: n.TwilioBaseURL}, logger)
+		if err != nil {
+			return senders, fmt.Errorf("SMS provider (AUTHD_SMS_TWILIO_*): %w", err)
+		}
+		life.Add(Part{Name: "sms twilio", Close: func(context.Context) error { return tw.Close() }})
+		senders.SMS = tw
+	default:
+		logged = append(logged, "SMS")
+	}
+	if len(logged) > 0 {
+		log := courier.NewLogSender(logger)
+		if senders.Email == nil {
+			senders.Email = log
+		}
+		if senders.SMS == nil {
+			senders.SMS = log
+		}
+		logger.Warn("courier: no provider is configured for "+strings.Join(logged, " and ")+": those messages are written to the log (without their links and codes), not sent",
+			"channels", logged)
+	}
+	return senders, nil
 }
 
 // throttleMaxKeys caps the in-process throttle store at about 120 MiB

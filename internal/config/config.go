@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"runtime"
@@ -56,8 +57,7 @@ type Config struct {
 	SecretKey         string // empty: generated and stored (SQLite only, development)
 	PublicURL         string // default: derived from HTTPAddr
 
-	// NotifyTimeout bounds each attempt to deliver a message.
-	NotifyTimeout time.Duration
+	Notify Notify
 
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -69,6 +69,18 @@ type Config struct {
 	// RequestTimeout is the deadline of every public request and of each
 	// database call.
 	RequestTimeout time.Duration
+}
+
+// Notify is the Courier's: how long one delivery attempt may take, and
+// the email and SMS providers (empty: the log).
+type Notify struct {
+	Timeout         time.Duration
+	SMTPURL         string
+	MailFrom        string
+	SMSWebhookURL   string
+	SMSWebhookToken string
+
+	TwilioAccountSID, TwilioAuthToken, TwilioFrom, TwilioBaseURL string
 }
 
 // Hash sizes the Forge's worker pool.
@@ -227,13 +239,58 @@ func settings() []setting {
 			c.PublicURL = strings.TrimRight(v, "/")
 			return optionalURL(v, "http", "https")
 		}},
-		// The Courier's providers are not wired yet: their settings are refused rather than
-		// accepted and ignored (a setting never falls back silently).
-		{"AUTHD_SMTP_URL", "smtp-url", "", "email delivery (not implemented yet: emails go to the log; setting it refuses start-up)", true, notImplemented},
-		{"AUTHD_MAIL_FROM", "mail-from", "", "From address of emails (not implemented yet: setting it refuses start-up)", false, notImplemented},
-		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS delivery (not implemented yet: SMS go to the log; setting it refuses start-up)", true, notImplemented},
+		// The Courier's providers (docs/API.md, "Email and SMS providers"). With
+		// none configured, messages go to the log and start-up says so.
+		{"AUTHD_SMTP_URL", "smtp-url", "", "email provider: smtp://[user:pass@]host[:587] (STARTTLS; required with credentials unless loopback) or smtps://…[:465] (implicit TLS); empty: emails go to the log", true, func(c *Config, v string) error {
+			c.Notify.SMTPURL = v
+			if v == "" {
+				return nil
+			}
+			u, err := url.Parse(v)
+			if err != nil {
+				return errors.New("not a URL")
+			}
+			if u.Scheme != "smtp" && u.Scheme != "smtps" || u.Hostname() == "" || u.Path != "" || u.RawQuery != "" {
+				return errors.New("must be smtp://[user:password@]host[:port] or smtps://…, without a path or query")
+			}
+			return nil
+		}},
+		{"AUTHD_MAIL_FROM", "mail-from", "", "From of every email (required with AUTHD_SMTP_URL)", false, func(c *Config, v string) error {
+			c.Notify.MailFrom = v
+			if v == "" {
+				return nil
+			}
+			if _, err := mail.ParseAddress(v); err != nil {
+				return errors.New("must be an address such as authd@example.com or \"Example <no-reply@example.com>\"")
+			}
+			return nil
+		}},
+		{"AUTHD_SMS_WEBHOOK_URL", "sms-webhook-url", "", "SMS provider: a JSON POST {to, body} per message; https (http only to loopback); empty: SMS go to the log", true, func(c *Config, v string) error {
+			c.Notify.SMSWebhookURL = v
+			return providerURL(v)
+		}},
+		{"AUTHD_SMS_WEBHOOK_TOKEN", "sms-webhook-token", "", "bearer token sent to AUTHD_SMS_WEBHOOK_URL", true, func(c *Config, v string) error {
+			c.Notify.SMSWebhookToken = v
+			return nil
+		}},
+		{"AUTHD_SMS_TWILIO_ACCOUNT_SID", "sms-twilio-account-sid", "", "SMS through Twilio's Messages API: the account SID (with _AUTH_TOKEN and _FROM)", false, func(c *Config, v string) error {
+			c.Notify.TwilioAccountSID = v
+			return nil
+		}},
+		{"AUTHD_SMS_TWILIO_AUTH_TOKEN", "sms-twilio-auth-token", "", "Twilio auth token", true, func(c *Config, v string) error {
+			c.Notify.TwilioAuthToken = v
+			return nil
+		}},
+		{"AUTHD_SMS_TWILIO_FROM", "sms-twilio-from", "", "Twilio sender: an E.164 number or a Messaging Service SID (MG…)", false, func(c *Config, v string) error {
+			c.Notify.TwilioFrom = v
+			return nil
+		}},
+		{"AUTHD_SMS_TWILIO_BASE_URL", "sms-twilio-base-url", "", "Twilio API base (default https://api.twilio.com; for tests and proxies)", false, func(c *Config, v string) error {
+			c.Notify.TwilioBaseURL = v
+			return providerURL(v)
+		}},
 		{"AUTHD_NOTIFY_TIMEOUT", "notify-timeout", "5s", "deadline of each attempt to deliver an email or SMS to its provider; a provider that does not answer in time is retried later", false, func(c *Config, v string) error {
-			return duration(v, 100*time.Millisecond, 5*time.Minute, &c.NotifyTimeout)
+			return duration(v, 100*time.Millisecond, 5*time.Minute, &c.Notify.Timeout)
 		}},
 		{"AUTHD_SHUTDOWN_TIMEOUT", "shutdown-timeout", "20s", "graceful shutdown budget", false, func(c *Config, v string) error { return duration(v, time.Millisecond, time.Hour, &c.ShutdownTimeout) }},
 		{"AUTHD_SHUTDOWN_DRAIN_DELAY", "shutdown-drain-delay", "5s", "on SIGTERM, /readyz answers 503 this long while requests are still served, then the shutdown budget starts; 0 = none", false, func(c *Config, v string) error {
@@ -290,7 +347,7 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 		if err := s.set(c, *vals[i]); err != nil {
 			shown := *vals[i]
 			switch {
-			case s.env == "AUTHD_SECRET_KEY":
+			case s.env == "AUTHD_SECRET_KEY", s.env == "AUTHD_SMS_WEBHOOK_TOKEN", s.env == "AUTHD_SMS_TWILIO_AUTH_TOKEN":
 				shown = "REDACTED"
 			case s.secret:
 				shown = redactURL(shown)
@@ -313,6 +370,9 @@ func Parse(args []string, getenv func(string) string, out io.Writer) (*Config, e
 	if c.SecretKey == "" && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
 		return nil, &Error{Env: "AUTHD_SECRET_KEY", Flag: "secret-key", Value: "",
 			Reason: "must be set with PostgreSQL: a generated key would be stored in the database beside the signing keys it protects"}
+	}
+	if err := checkNotify(c.Notify); err != nil {
+		return nil, err
 	}
 	// A login may wait AUTHD_HASH_MAX_WAIT for a hash worker: a request
 	// deadline no longer than that would fail logins the pool admitted.
@@ -338,10 +398,63 @@ func publicURLOf(addr string) string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
-// notImplemented refuses a setting of a part not built yet.
-func notImplemented(_ *Config, v string) error {
-	if v != "" {
-		return errors.New("delivery is not implemented yet (emails and SMS are written to the log); unset it")
+// providerURL accepts an empty value, an https URL, or an http URL to a
+// loopback host (a local gateway, a test).
+func providerURL(v string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return errors.New("not an absolute URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if h := u.Hostname(); h == "localhost" || net.ParseIP(h) != nil && net.ParseIP(h).IsLoopback() {
+			return nil
+		}
+		return errors.New("must be https (http only to a loopback host)")
+	}
+	return errors.New("must be an https URL")
+}
+
+// checkNotify checks the providers' settings together: From with SMTP, one
+// SMS provider, and all of Twilio's three or none.
+func checkNotify(n Notify) *Error {
+	if n.SMTPURL != "" && n.MailFrom == "" {
+		return &Error{Env: "AUTHD_MAIL_FROM", Flag: "mail-from", Reason: "must be set with AUTHD_SMTP_URL"}
+	}
+	if n.MailFrom != "" && n.SMTPURL == "" {
+		return &Error{Env: "AUTHD_MAIL_FROM", Flag: "mail-from", Value: n.MailFrom, Reason: "has no effect without AUTHD_SMTP_URL (emails go to the log)"}
+	}
+	if n.SMSWebhookToken != "" && n.SMSWebhookURL == "" {
+		return &Error{Env: "AUTHD_SMS_WEBHOOK_TOKEN", Flag: "sms-webhook-token", Value: "REDACTED", Reason: "has no effect without AUTHD_SMS_WEBHOOK_URL"}
+	}
+	twilio := []struct{ env, flag, v string }{
+		{"AUTHD_SMS_TWILIO_ACCOUNT_SID", "sms-twilio-account-sid", n.TwilioAccountSID},
+		{"AUTHD_SMS_TWILIO_AUTH_TOKEN", "sms-twilio-auth-token", n.TwilioAuthToken},
+		{"AUTHD_SMS_TWILIO_FROM", "sms-twilio-from", n.TwilioFrom},
+	}
+	set := 0
+	for _, t := range twilio {
+		if t.v != "" {
+			set++
+		}
+	}
+	if set == 0 && n.TwilioBaseURL != "" {
+		return &Error{Env: "AUTHD_SMS_TWILIO_BASE_URL", Flag: "sms-twilio-base-url", Value: n.TwilioBaseURL, Reason: "has no effect without the other Twilio settings"}
+	}
+	if set > 0 && set < len(twilio) {
+		for _, t := range twilio {
+			if t.v == "" {
+				return &Error{Env: t.env, Flag: t.flag, Reason: "must be set with the other Twilio settings"}
+			}
+		}
+	}
+	if set > 0 && n.SMSWebhookURL != "" {
+		return &Error{Env: "AUTHD_SMS_WEBHOOK_URL", Flag: "sms-webhook-url", Value: redactURL(n.SMSWebhookURL), Reason: "only one SMS provider: unset it or the Twilio settings"}
 	}
 	return nil
 }
@@ -458,5 +571,13 @@ func redactURL(v string) string {
 	if err != nil || u.Scheme == "" {
 		return "REDACTED"
 	}
-	return u.Redacted()
+	// Userinfo (a password, or a token in the user position) and the query
+	// (an API key) may be secrets: neither is shown.
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	return u.String()
 }

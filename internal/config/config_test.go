@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"maps"
 	"runtime"
 	"strings"
 	"testing"
@@ -143,24 +144,61 @@ func TestPublicURLFollowsListener(t *testing.T) {
 	}
 }
 
-// TestCourierSettingsRefused checks that the settings of the Courier's providers, not
-// built yet, stop start-up with one line naming them instead of being
-// accepted and ignored; left empty they are fine.
-func TestCourierSettingsRefused(t *testing.T) {
+// TestProviderSettings checks the email and SMS providers' settings, alone
+// and together: each bad value or combination stops start-up with one line
+// naming a setting and never showing a password or token.
+func TestProviderSettings(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ env, value string }{
-		{"AUTHD_SMTP_URL", "smtp://user:hunter22@mail:587"},
-		{"AUTHD_MAIL_FROM", "authd@example.com"},
-		{"AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com/send"},
+	twilio := map[string]string{"AUTHD_SMS_TWILIO_ACCOUNT_SID": "AC123", "AUTHD_SMS_TWILIO_AUTH_TOKEN": "hunter22", "AUTHD_SMS_TWILIO_FROM": "+15005550006"}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		m := maps.Clone(base)
+		if m == nil {
+			m = map[string]string{}
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		bad  string // the setting named, "" when accepted
+	}{
+		{"none", nil, ""},
+		{"smtp", with(nil, "AUTHD_SMTP_URL", "smtp://user:hunter22@mail:587", "AUTHD_MAIL_FROM", "Example <no-reply@example.com>"), ""},
+		{"smtps", with(nil, "AUTHD_SMTP_URL", "smtps://mail", "AUTHD_MAIL_FROM", "authd@example.com"), ""},
+		{"smtp without from", with(nil, "AUTHD_SMTP_URL", "smtp://user:hunter22@mail:587"), "AUTHD_MAIL_FROM"},
+		{"from without smtp", with(nil, "AUTHD_MAIL_FROM", "authd@example.com"), "AUTHD_MAIL_FROM"},
+		{"smtp bad scheme", with(nil, "AUTHD_SMTP_URL", "http://user:hunter22@mail", "AUTHD_MAIL_FROM", "authd@example.com"), "AUTHD_SMTP_URL"},
+		{"smtp with a path", with(nil, "AUTHD_SMTP_URL", "smtp://mail/x", "AUTHD_MAIL_FROM", "authd@example.com"), "AUTHD_SMTP_URL"},
+		{"bad from", with(nil, "AUTHD_SMTP_URL", "smtp://mail", "AUTHD_MAIL_FROM", "not an address"), "AUTHD_MAIL_FROM"},
+		{"webhook", with(nil, "AUTHD_SMS_WEBHOOK_URL", "https://sms.example.com/send", "AUTHD_SMS_WEBHOOK_TOKEN", "hunter22"), ""},
+		{"webhook on loopback", with(nil, "AUTHD_SMS_WEBHOOK_URL", "http://127.0.0.1:9999/send"), ""},
+		{"webhook in clear", with(nil, "AUTHD_SMS_WEBHOOK_URL", "http://sms.example.com/send"), "AUTHD_SMS_WEBHOOK_URL"},
+		{"token without webhook", with(nil, "AUTHD_SMS_WEBHOOK_TOKEN", "hunter22"), "AUTHD_SMS_WEBHOOK_TOKEN"},
+		{"twilio", twilio, ""},
+		{"twilio without token", with(twilio, "AUTHD_SMS_TWILIO_AUTH_TOKEN", ""), "AUTHD_SMS_TWILIO_AUTH_TOKEN"},
+		{"twilio without from", with(twilio, "AUTHD_SMS_TWILIO_FROM", ""), "AUTHD_SMS_TWILIO_FROM"},
+		{"twilio base alone", with(nil, "AUTHD_SMS_TWILIO_BASE_URL", "http://127.0.0.1:9999"), "AUTHD_SMS_TWILIO_BASE_URL"},
+		{"two SMS providers", with(twilio, "AUTHD_SMS_WEBHOOK_URL", "https://hunter22@sms.example.com/send"), "AUTHD_SMS_WEBHOOK_URL"},
 	} {
-		_, err := Parse(nil, env(map[string]string{tc.env: tc.value}), nil)
+		c, err := Parse(nil, env(tc.vars), nil)
+		if tc.bad == "" {
+			if err != nil {
+				t.Errorf("%s: refused: %v", tc.name, err)
+			} else if c.Notify.SMTPURL != tc.vars["AUTHD_SMTP_URL"] || c.Notify.TwilioAuthToken != tc.vars["AUTHD_SMS_TWILIO_AUTH_TOKEN"] {
+				t.Errorf("%s: settings not kept: %+v", tc.name, c.Notify)
+			}
+			continue
+		}
 		var se *Error
-		if !errors.As(err, &se) || se.Env != tc.env || !strings.Contains(err.Error(), "not implemented yet") {
-			t.Errorf("%s=%s: err = %v, want an *Error naming it and saying delivery is not implemented", tc.env, tc.value, err)
+		if !errors.As(err, &se) || se.Env != tc.bad {
+			t.Errorf("%s: err = %v, want an *Error naming %s", tc.name, err, tc.bad)
 			continue
 		}
 		if strings.Contains(err.Error(), "hunter22") || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s: %q leaks the password or spans lines", tc.env, err)
+			t.Errorf("%s: %q leaks a secret or spans lines", tc.name, err)
 		}
 	}
 }
@@ -180,7 +218,7 @@ func TestNotifyTimeout(t *testing.T) {
 		{"soon", 0, false},
 	} {
 		c, err := Parse(nil, env(map[string]string{"AUTHD_NOTIFY_TIMEOUT": tc.value}), nil)
-		if tc.ok != (err == nil) || (tc.ok && c.NotifyTimeout != tc.want) {
+		if tc.ok != (err == nil) || (tc.ok && c.Notify.Timeout != tc.want) {
 			t.Errorf("AUTHD_NOTIFY_TIMEOUT=%q: %v, %v; want %v (ok %v)", tc.value, c, err, tc.want, tc.ok)
 		}
 	}

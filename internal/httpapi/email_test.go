@@ -162,7 +162,7 @@ func (h hanging) Deliver(ctx context.Context, _ auth.Message) error {
 func TestRegistrationDoesNotWaitForAHangingProvider(t *testing.T) {
 	t.Parallel()
 	cfg := apptest.Config(t)
-	cfg.NotifyTimeout = 300 * time.Millisecond
+	cfg.Notify.Timeout = 300 * time.Millisecond
 	cfg.RateLimit = config.RateLimit{RPS: 1, Burst: 1000}
 	h := hanging{calls: make(chan struct{}, 1)}
 	svc := apptest.Build(t, cfg, nil, nil, app.WithSenders(courier.Senders{Email: h, SMS: h}))
@@ -186,7 +186,7 @@ func TestRegistrationDoesNotWaitForAHangingProvider(t *testing.T) {
 	}
 	// An attempt takes the whole timeout; a request that waited for one
 	// would take at least that.
-	if worst >= cfg.NotifyTimeout {
-		t.Errorf("slowest registration %v: it waited for the provider (timeout %v)", worst, cfg.NotifyTimeout)
+	if worst >= cfg.Notify.Timeout {
+		t.Errorf("slowest registration %v: it waited for the provider (timeout %v)", worst, cfg.Notify.Timeout)
 	}
 }
