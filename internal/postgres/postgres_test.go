@@ -41,6 +41,7 @@ func TestStoreSuite(t *testing.T) {
 	t.Parallel()
 	pgtest.BaseURL(t)
 	authtest.RunStoreSuite(t, func(t *testing.T) authtest.Stores { return openT(t, pgtest.SchemaURL(t)) })
+	authtest.RunResetSuite(t, func(t *testing.T) authtest.ResetStores { return openT(t, pgtest.SchemaURL(t)) })
 }
 
 // A second Open of a migrated schema (a restart, another instance) works and

@@ -48,6 +48,7 @@ func TestStoreSuite(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			authtest.RunStoreSuite(t, func(t *testing.T) authtest.Stores { return openT(t, tt.path(t)) })
+			authtest.RunResetSuite(t, func(t *testing.T) authtest.ResetStores { return openT(t, tt.path(t)) })
 		})
 	}
 }
