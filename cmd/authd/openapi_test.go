@@ -139,6 +139,23 @@ func conformanceFlow(t *testing.T, in *instance) {
 	c.call(t, "POST", "/v1/logout", "application/json", `{"all":true}`, access, 204, true)
 	c.call(t, "POST", "/v1/introspect", "application/json", `{"token":"`+access+`"}`, access, 401, true)
 
+	// Password forgot (the same 202 for an unknown address), reset with a
+	// token that is not one, change: wrong current password, then done;
+	// last, a reset with a good token.
+	c.call(t, "POST", "/v1/password/forgot", "application/json", `{"email":"`+email+`"}`, "", 202, true)
+	c.call(t, "POST", "/v1/password/forgot", "application/json", `{"email":"nobody@example.com"}`, "", 202, true)
+	c.call(t, "POST", "/v1/password/forgot", "application/json", `{"email":"nobody@"}`, "", 400, true)
+	c.call(t, "POST", "/v1/password/reset", "application/json", `{"token":"not-a-token","password":"a brand new passphrase"}`, "", 400, true)
+	r = c.call(t, "POST", "/v1/login", "application/json", creds(email, pass), "", 200, true)
+	access = r.json(t)["access_token"].(string)
+	change := func(current string) string {
+		return `{"current_password":"` + current + `","new_password":"a brand new passphrase"}`
+	}
+	c.call(t, "POST", "/v1/password/change", "application/json", change("not the password"), access, 400, true)
+	c.call(t, "POST", "/v1/password/change", "application/json", change(pass), access, 204, true)
+	reset := plantReset(t, in, userID)
+	c.call(t, "POST", "/v1/password/reset", "application/json", `{"token":"`+reset+`","password":"yet another passphrase"}`, "", 204, true)
+
 	// Anywhere: unknown path, wrong method, oversized head.
 	c.call(t, "GET", "/v1/nothing", "", "", "", 404, false)
 	c.call(t, "DELETE", "/v1/login", "", "", "", 405, false)
@@ -375,7 +392,8 @@ func (c *conformance) send(t *testing.T, method, path string, h http.Header, bod
 // limitedPaths are the routes behind the client's bucket: every answer of
 // theirs that the bucket did not refuse carries RateLimit-* (the document's
 // "Rate limiting" section).
-var limitedPaths = map[string]bool{"/v1/register": true, "/v1/login": true, "/v1/token/refresh": true, "/v1/email/verify": true}
+var limitedPaths = map[string]bool{"/v1/register": true, "/v1/login": true, "/v1/token/refresh": true, "/v1/email/verify": true,
+	"/v1/password/forgot": true, "/v1/password/reset": true, "/v1/password/change": true}
 
 // checkHeaders fails on a header the document does not describe, and checks
 // the headers the document promises on every answer.

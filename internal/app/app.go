@@ -45,6 +45,7 @@ type Stores interface {
 	auth.KeyStore
 	auth.OutboxStore // and auth.Transactor
 	auth.EmailVerificationStore
+	auth.ResetStore
 	Ping(context.Context) error
 }
 
@@ -63,6 +64,8 @@ type Service struct {
 	// email verification.
 	Courier *courier.Courier
 	Emails  *account.Emails
+	// Passwords is password forgot, reset and change.
+	Passwords *account.Passwords
 }
 
 // Option changes how Build makes a part; tests use them for fakes.
@@ -254,6 +257,16 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		return nil, err
 	}
 
+	// Password forgot, reset and change. Forgot's work runs off the request
+	// path; the send limits share the throttle's capped store and key. The
+	// Courier is woken after each queued email.
+	s.Passwords, err = account.NewPasswords(db, thrState, hasher, password.Policy{MinLength: cfg.PasswordMinLength}, thr, sessions, s.Courier,
+		account.PasswordParams{PublicURL: cfg.PublicURL, HashKey: keys.throttle, Timeout: cfg.RequestTimeout}, now, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	life.Add(Part{Name: "password forgot workers", Run: s.Passwords.Run})
+
 	if s.Ready, err = httpapi.NewReadiness(checks, time.Second, logger); err != nil {
 		return nil, err
 	}
@@ -266,6 +279,8 @@ func Build(ctx context.Context, life *Lifetime, cfg *config.Config, logger *slog
 		Sessions: sessions,
 		Keys:     ring,
 		Emails:   s.Emails,
+
+		Passwords: s.Passwords,
 	}, httpapi.Params{Issuer: cfg.JWTIssuer, PublicURL: cfg.PublicURL, RequestTimeout: cfg.RequestTimeout}, now, logger, reg)
 	if err != nil {
 		return nil, fmt.Errorf("http api: %w", err)

@@ -36,6 +36,7 @@ type stores interface {
 	auth.KeyStore
 	auth.OutboxStore
 	auth.EmailVerificationStore
+	auth.ResetStore
 	Ping(context.Context) error
 }
 

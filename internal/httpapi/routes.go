@@ -39,6 +39,8 @@ func (s *Server) routes() http.Handler {
 	s.handle(r.With(admit(s.logger, s.accounts.AdmitLogin), limit), http.MethodPost, "/v1/login", http.StatusOK, handleLogin(s.logger, s.accounts, s.throttleKey))
 	s.handle(r.With(limit), http.MethodPost, "/v1/token/refresh", http.StatusOK, handleRefresh(s.logger, s.sessions))
 	s.handle(r.With(limit), http.MethodPost, "/v1/email/verify", http.StatusNoContent, handleVerifyEmail(s.logger, s.emails))
+	s.handle(r.With(limit), http.MethodPost, "/v1/password/forgot", http.StatusAccepted, handleForgot(s.logger, s.passwords))
+	s.handle(r.With(admit(s.logger, s.passwords.Admit), limit), http.MethodPost, "/v1/password/reset", http.StatusNoContent, handleReset(s.logger, s.passwords, s.throttleKey))
 
 	// Bearer-protected: signature, claims and revocation checked every request.
 	r.Group(func(r chi.Router) {
@@ -48,6 +50,7 @@ func (s *Server) routes() http.Handler {
 		s.handle(r, http.MethodPost, "/v1/introspect", http.StatusOK, handleIntrospect(s.logger, s.sessions))
 		// Its own per-address limit answers 429 past 5 an hour.
 		s.handle(r, http.MethodPost, "/v1/email/resend", http.StatusAccepted, handleResendEmail(s.logger, s.emails))
+		s.handle(r.With(admit(s.logger, s.passwords.Admit), limit), http.MethodPost, "/v1/password/change", http.StatusNoContent, handleChange(s.logger, s.passwords, s.throttleKey))
 	})
 	return r
 }

@@ -29,6 +29,7 @@ type Server struct {
 	clientKey func(*http.Request) netip.Prefix
 	limiter   limiter.Limiter
 	accounts  Accounts
+	passwords Passwords
 	users     Users
 	sessions  Sessions
 	keys      KeySet
@@ -55,6 +56,8 @@ type Deps struct {
 
 	// Emails is email verification and its resends.
 	Emails Emails
+	// Passwords is password forgot, reset and change.
+	Passwords Passwords
 }
 
 // Params are the API's settings.
@@ -77,7 +80,7 @@ type Params struct {
 func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	switch {
 	case d.Ready == nil || d.Clients == nil || d.Limiter == nil || d.Accounts == nil ||
-		d.Users == nil || d.Sessions == nil || d.Keys == nil || d.Emails == nil:
+		d.Users == nil || d.Sessions == nil || d.Keys == nil || d.Emails == nil || d.Passwords == nil:
 		return nil, errors.New("httpapi: a dependency is missing")
 	case p.Issuer == "" || p.PublicURL == "":
 		return nil, errors.New("httpapi: issuer and public URL are required")
@@ -94,7 +97,7 @@ func NewServer(d Deps, p Params, now func() time.Time, logger *slog.Logger, reg 
 		logger: logger, now: now, metrics: m, ready: d.Ready,
 		clientIP: d.Clients.ClientIP, clientKey: d.Clients.Key, limiter: d.Limiter,
 		accounts: d.Accounts, users: d.Users, sessions: d.Sessions, keys: d.Keys,
-		emails: d.Emails,
+		emails: d.Emails, passwords: d.Passwords,
 		issuer: p.Issuer, publicURL: p.PublicURL, timeout: p.RequestTimeout,
 	}
 	s.handler = s.routes()
