@@ -209,13 +209,30 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
-	results, err := p.Up(ctx)
-	if err != nil {
-		// SQLite has no advisory lock for goose to take: another process
-		// opening the same new file may have applied the same migration
-		// first. Then there is nothing left to do.
-		if pending, perr := p.HasPending(ctx); perr != nil || pending {
+	// SQLite has no advisory lock for goose to take: another process opening
+	// the same new file may be applying the same migrations. Each migration
+	// runs in its own transaction, so Up fails on the one the other applied
+	// first; retried, it goes on from the version now recorded. When nothing
+	// is pending, the other did the work.
+	var results []*goose.MigrationResult
+	for attempt := 1; ; attempt++ {
+		var rs []*goose.MigrationResult
+		rs, err = p.Up(ctx)
+		results = append(results, rs...)
+		if err == nil {
+			break
+		}
+		pending, perr := p.HasPending(ctx)
+		if perr == nil && !pending {
+			break
+		}
+		if attempt == 5 {
 			return opErr("migrate", err)
+		}
+		select {
+		case <-ctx.Done():
+			return opErr("migrate", ctx.Err())
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 		}
 	}
 	for _, r := range results {
