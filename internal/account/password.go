@@ -197,24 +197,43 @@ func (s *Passwords) Forgot(email string) {
 	}
 }
 
-// Run handles queued forgot requests with Workers goroutines until ctx ends,
-// then returns nil; requests still queued are dropped (the user asks again).
+// Run handles queued forgot requests with Workers goroutines until ctx ends.
+// Then the requests still queued (each one answered 202) are handled before
+// it returns, each within its own Timeout: the lifetime stops this part after
+// the listeners, so no new request arrives, and waits for it only as long as
+// the shutdown budget lasts.
 func (s *Passwords) Run(ctx context.Context) error {
+	// A request in hand is finished, not cut, when ctx ends: each is
+	// bounded by its own Timeout.
+	work := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for range s.p.Workers {
 		wg.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
+					s.drain(work)
 					return
 				case email := <-s.queue:
-					s.forgot(ctx, email)
+					s.forgot(work, email)
 				}
 			}
 		})
 	}
 	wg.Wait()
 	return nil
+}
+
+// drain handles what is left in the queue, without waiting for more.
+func (s *Passwords) drain(ctx context.Context) {
+	for {
+		select {
+		case email := <-s.queue:
+			s.forgot(ctx, email)
+		default:
+			return
+		}
+	}
 }
 
 func (s *Passwords) forgot(ctx context.Context, email string) {

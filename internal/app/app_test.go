@@ -122,3 +122,51 @@ func TestLifetimeStopsInReverse(t *testing.T) {
 		t.Errorf("Stop = %v, want the sweeper's error", err)
 	}
 }
+
+// TestStopHandlesQueuedForgots: forgot-password requests already answered
+// 202 but still queued when shutdown begins are handled before the
+// lifetime stops (their reset emails reach the outbox), not dropped.
+func TestStopHandlesQueuedForgots(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var life app.Lifetime
+	svc, err := app.Build(t.Context(), &life, apptest.Config(t), slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const users = 5
+	for i := range users {
+		if _, err := svc.Accounts.Register(t.Context(), "user"+string(rune('a'+i))+"@example.com", "correct horse battery staple"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	life.Start(t.Context())
+	for i := range users {
+		svc.Passwords.Forgot("user" + string(rune('a'+i)) + "@example.com")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := life.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queued float64
+	outcomes := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "authd_password_forgot_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" {
+					outcomes[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if queued = outcomes["queued"]; queued != users {
+		t.Errorf("%v of %d queued forgot requests were handled before the stop (outcomes %v)", queued, users, outcomes)
+	}
+}
