@@ -12,30 +12,40 @@ import (
 	"github.com/authd/authd/internal/sqlite"
 )
 
+// instanceDB is what the tests plant in an instance's database.
+type instanceDB interface {
+	auth.Transactor
+	auth.ResetStore
+}
+
+// openDB opens in's database beside it, as a second process would; the
+// test closes it when it ends.
+func openDB(t *testing.T, in *instance) instanceDB {
+	t.Helper()
+	url := in.vars["AUTHD_DATABASE_URL"]
+	logger := slog.New(slog.DiscardHandler)
+	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
+		st, err := sqlite.Open(t.Context(), path, time.Now, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	st, err := postgres.Open(t.Context(), url, time.Now, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 // plantVerification stores a verification token for userID in the
 // database of in, as registration does, and returns it: the log sender
 // never shows the emailed one.
 func plantVerification(t *testing.T, in *instance, userID string) string {
 	t.Helper()
-	var (
-		db  auth.Transactor
-		url = in.vars["AUTHD_DATABASE_URL"]
-	)
-	if path, ok := strings.CutPrefix(url, "sqlite:"); ok {
-		st, err := sqlite.Open(t.Context(), path, time.Now, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		db = st
-	} else {
-		st, err := postgres.Open(t.Context(), url, time.Now, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		db = st
-	}
+	db := openDB(t, in)
 	tok := "planted-" + userID
 	h := sha256.Sum256([]byte(tok))
 	err := db.InTx(t.Context(), func(tx auth.Tx) error {
