@@ -361,7 +361,10 @@ func TestFailedOutboxMessageBacksOff(t *testing.T) {
 		}
 		return nil
 	}
-	p := courier.Params{BaseBackoff: time.Minute, MaxBackoff: time.Hour, PollInterval: time.Millisecond}
+	// A lease longer than every jump of the clock: a row is due again only
+	// once its attempt's outcome is written, never because the jump ended
+	// the lease of an attempt still finishing.
+	p := courier.Params{BaseBackoff: time.Minute, MaxBackoff: time.Hour, PollInterval: time.Millisecond, Timeout: 2 * time.Hour}
 	f := start(t, p, st, s, clock.Now)
 	enqueue(t, st, t0, "k")
 	f.c.Wake()
@@ -420,7 +423,8 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	st := openSQLite(t, clock.Now)
 	s := newSender()
 	s.fail = func(int64, auth.Message) error { return errors.New("503") }
-	f := start(t, courier.Params{MaxAttempts: 3, BaseBackoff: time.Second, MaxBackoff: time.Second}, st, s, clock.Now)
+	// The lease outlasts each jump of the clock (see TestFailedOutboxMessageBacksOff).
+	f := start(t, courier.Params{MaxAttempts: 3, BaseBackoff: time.Second, MaxBackoff: time.Second, Timeout: 2 * time.Hour}, st, s, clock.Now)
 	enqueue(t, st, t0, "k")
 	f.c.Wake()
 	for i := int64(1); i <= 3; i++ {
@@ -543,6 +547,9 @@ func TestRestartDeliversWhatAKilledInstanceLeft(t *testing.T) {
 	f := start(t, courier.Params{Timeout: 10 * time.Second}, st, s, clock.Now)
 	f.c.Wake()
 	s.wait(t)
+	// The first delivery is marked sent before the clock jumps past its
+	// lease: otherwise the jump makes it due again, legitimately.
+	eventually(t, "the first delivery marked sent", func() bool { return pending(t, st) == 1 })
 	time.Sleep(30 * time.Millisecond)
 	if s.calls.Load() != 1 || s.count(claimedKey) != 0 {
 		t.Fatalf("before the dead lease ends: %d calls, %d of the claimed one; want 1 and 0", s.calls.Load(), s.count(claimedKey))
