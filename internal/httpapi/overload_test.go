@@ -2,10 +2,12 @@ package httpapi_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/authd/authd/internal/app/apptest"
+	"github.com/authd/authd/internal/auth"
 	"github.com/authd/authd/internal/config"
+	"github.com/authd/authd/internal/hashpool"
 )
 
 // A full pool refuses a login or a registration before anything else is done
@@ -24,15 +28,7 @@ func TestFullPoolRefusesBeforeReadingTheRequest(t *testing.T) {
 	f := newFixture(t, memDB(t), options{workers: 1, queue: 0, burst: 3})
 	register(t, f, "ada@example.com") // the first of the burst's 3 requests
 
-	release := make(chan struct{})
-	free := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(free) // before the pool's Close, which waits for the job
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- f.pool.Do(context.Background(), func() error { close(started); <-release; return nil })
-	}()
-	<-started
+	free := occupy(t, f.pool)
 
 	bodies := []struct{ name, contentType, body string }{
 		{"not json", "text/plain", "email=ada@example.com"},
@@ -62,9 +58,6 @@ func TestFullPoolRefusesBeforeReadingTheRequest(t *testing.T) {
 	}
 
 	free()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 	// Eight refusals later the burst still has its two requests left.
 	login(t, f, "ada@example.com")
 	login(t, f, "ada@example.com")
@@ -103,15 +96,7 @@ func BenchmarkRefusal(b *testing.B) {
 	cfg.RateLimit = config.RateLimit{RPS: 1e6, Burst: 1e6} // never in the way
 	svc := apptest.Build(b, cfg, logger, nil)
 
-	// Occupy the only worker for the whole benchmark.
-	release := make(chan struct{})
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- svc.Pool.Do(context.Background(), func() error { close(started); <-release; return nil })
-	}()
-	<-started
-	b.Cleanup(func() { close(release); <-done })
+	occupy(b, svc.Pool) // the only worker, for the whole benchmark
 
 	body := `{"email":"ada@example.com","password":"` + goodPassword + `"}`
 	for _, bb := range []struct {
@@ -134,5 +119,37 @@ func BenchmarkRefusal(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// occupy keeps the pool's only worker busy until the returned func is called
+// (at the latest when the test ends, before the pool closes). With no queue a
+// job is accepted only once the worker waits for one, so it tries again until
+// its job has started.
+func occupy(tb testing.TB, pool *hashpool.Pool) (release func()) {
+	tb.Helper()
+	ch := make(chan struct{})
+	release = sync.OnceFunc(func() { close(ch) })
+	for {
+		started := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- pool.Do(context.Background(), func() error { close(started); <-ch; return nil })
+		}()
+		select {
+		case <-started:
+			tb.Cleanup(func() {
+				release()
+				if err := <-done; err != nil {
+					tb.Errorf("occupying job: %v", err)
+				}
+			})
+			return release
+		case err := <-done:
+			if !errors.Is(err, auth.ErrOverloaded) {
+				tb.Fatalf("occupy the worker: %v", err)
+			}
+			runtime.Gosched() // the worker is not waiting yet
+		}
 	}
 }
