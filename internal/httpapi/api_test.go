@@ -277,13 +277,7 @@ func TestPoolFullAnswers503(t *testing.T) {
 	register(t, f, "ada@example.com")
 
 	// Occupy the only worker; with no queue, the next job is refused at once.
-	release := make(chan struct{})
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- f.pool.Do(context.Background(), func() error { close(started); <-release; return nil })
-	}()
-	<-started
+	release := occupy(t, f.pool)
 	for _, path := range []string{"/v1/login", "/v1/register"} {
 		r := f.post(t, path, `{"email":"ada@example.com","password":"`+goodPassword+`"}`)
 		wantProblem(t, r, 503, "overloaded")
@@ -291,10 +285,7 @@ func TestPoolFullAnswers503(t *testing.T) {
 			t.Errorf("%s: Retry-After %q", path, ra)
 		}
 	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	release()
 	login(t, f, "ada@example.com")
 }
 

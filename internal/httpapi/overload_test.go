@@ -129,7 +129,6 @@ func BenchmarkRefusal(b *testing.B) {
 func occupy(tb testing.TB, pool *hashpool.Pool) (release func()) {
 	tb.Helper()
 	ch := make(chan struct{})
-	release = sync.OnceFunc(func() { close(ch) })
 	for {
 		started := make(chan struct{})
 		done := make(chan error, 1)
@@ -138,12 +137,14 @@ func occupy(tb testing.TB, pool *hashpool.Pool) (release func()) {
 		}()
 		select {
 		case <-started:
-			tb.Cleanup(func() {
-				release()
+			// release returns once the job has ended and the worker is free.
+			release = sync.OnceFunc(func() {
+				close(ch)
 				if err := <-done; err != nil {
 					tb.Errorf("occupying job: %v", err)
 				}
 			})
+			tb.Cleanup(release) // before the pool's Close, which waits for the job
 			return release
 		case err := <-done:
 			if !errors.Is(err, auth.ErrOverloaded) {
