@@ -171,3 +171,8 @@ func BenchmarkStore(b *testing.B) {
 	s := openT(b, pgtest.SchemaURL(b))
 	authtest.RunStoreBenchmarks(b, s)
 }
+
+func BenchmarkRegistration(b *testing.B) {
+	s := openT(b, pgtest.SchemaURL(b))
+	authtest.RunRegistrationBenchmarks(b, s)
+}

@@ -237,3 +237,16 @@ func BenchmarkStore(b *testing.B) {
 	})
 	authtest.RunStoreBenchmarks(b, s)
 }
+
+func BenchmarkRegistration(b *testing.B) {
+	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "authd.db"), time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			b.Errorf("Close: %v", err)
+		}
+	})
+	authtest.RunRegistrationBenchmarks(b, s)
+}

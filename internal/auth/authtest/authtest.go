@@ -767,3 +767,70 @@ func RunStoreBenchmarks(b *testing.B, st Stores) {
 		}
 	})
 }
+
+// RunRegistrationBenchmarks measures what the outbox costs a registration: a
+// bare CreateUser against the registration transaction authd runs (InTx:
+// CreateUser, the email verification row, Enqueue of its email). The
+// "outbox-vs-plain" benchmark alternates the two in one loop, so that a
+// machine whose background load drifts slows both alike, and reports each
+// one's ns and their ratio (tx/plain).
+func RunRegistrationBenchmarks(b *testing.B, st Stores) {
+	ctx := b.Context()
+	plain := func(b *testing.B) {
+		id := newID(b)
+		if err := st.CreateUser(ctx, &auth.User{ID: id, Email: id + "@example.com", PasswordHash: "h", CreatedAt: t0}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	outbox := func(b *testing.B) {
+		id := newID(b)
+		err := st.InTx(ctx, func(tx auth.Tx) error {
+			etx, ok := tx.(auth.EmailTx)
+			if !ok {
+				return fmt.Errorf("the store's Tx %T is not an auth.EmailTx", tx)
+			}
+			u := &auth.User{ID: id, Email: id + "@example.com", PasswordHash: "h", CreatedAt: t0}
+			if err := etx.CreateUser(ctx, u); err != nil {
+				return err
+			}
+			if err := etx.CreateEmailVerification(ctx, auth.EmailVerification{
+				Hash: hash(id), UserID: id, CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour),
+			}); err != nil {
+				return err
+			}
+			return etx.Enqueue(ctx, message("verify_email:"+id), t0)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("CreateUser", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			plain(b)
+		}
+	})
+	b.Run("RegisterTx", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			outbox(b)
+		}
+	})
+	b.Run("outbox-vs-plain", func(b *testing.B) {
+		var tPlain, tTx time.Duration
+		for b.Loop() {
+			s := time.Now()
+			plain(b)
+			m := time.Now()
+			outbox(b)
+			tTx += time.Since(m)
+			tPlain += m.Sub(s)
+		}
+		n := float64(b.N)
+		b.ReportMetric(float64(tPlain.Nanoseconds())/n, "plain-ns/op")
+		b.ReportMetric(float64(tTx.Nanoseconds())/n, "tx-ns/op")
+		if tPlain > 0 {
+			b.ReportMetric(float64(tTx)/float64(tPlain), "tx/plain")
+		}
+	})
+}
