@@ -4,7 +4,9 @@
 // It seeds users and drives logins (and optionally wrong passwords and new
 // registrations) at a given concurrency for a given time, drives GET /v1/me
 // or any bare GET route, compares the two, compares what a refusal for
-// overload (503) costs with the bare route, measures the raw Argon2id capacity
+// overload (503) costs with the bare route, drives registrations (each
+// queues an email) while serving as a healthy, slow or hanging mail server
+// for authd's Courier (smtp-sink), measures the raw Argon2id capacity
 // of the machine, and runs a deliberately naive server as a baseline. Its
 // clients either send their next request at once or, with -retry-after
 // honour, sleep the Retry-After of a 503 or 429 first, as well-behaved SDKs
@@ -62,6 +64,8 @@ func commands(env *environment) []*command {
 		refusalVsBareCommand(env),
 		argon2Command(env),
 		naiveCommand(env),
+		registerCommand(env),
+		smtpSinkCommand(env),
 	}
 }
 
@@ -105,6 +109,8 @@ Examples:
   authbench login -concurrency 256 -duration 20s -retry-after honour -capacity 10s
   authbench argon2 -duration 10s
   authbench naive -addr 127.0.0.1:8181 &
+  authbench smtp-sink -addr 127.0.0.1:2525 -delay 2s -duration 1m &
+  authbench register -concurrency 8 -duration 15s -forwarded-for -admin http://127.0.0.1:9090
   authbench login -url http://127.0.0.1:8181 -rss-url http://127.0.0.1:8181/debug/rss -concurrency 256
 `
 
