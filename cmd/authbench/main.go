@@ -89,7 +89,8 @@ Commands:
 const usageTail = `
 Only loopback targets are allowed: every URL must name 127.0.0.0/8, ::1 or
 localhost, and the dialer refuses any other address (this workplace forbids
-load on other hosts). The naive server only listens on a loopback address.
+load on other hosts). The naive server and smtp-sink only listen on a
+loopback address.
 
 authd's per-client rate limit (AUTHD_RATE_LIMIT_RPS/BURST) applies to the
 auth endpoints, and all load comes from one address: raise the limit for a
