@@ -20,6 +20,7 @@
 # have timed out by then), the emails delivered, and what the sink saw.
 #
 # Usage: bash docs/bench/courier.sh [AUTHD_…=value …]   (extra authd settings)
+#   e.g. on PostgreSQL: bash docs/bench/courier.sh AUTHD_DATABASE_URL='postgres://…' AUTHD_SECRET_KEY=…
 # Environment: AUTHD, AUTHBENCH (binaries), HTTP, ADMIN, SMTP (loopback
 # addresses), D (load length), C (clients), NOTIFY_TIMEOUT, SETTLE, MODES
 # (which of log,healthy,slow,hang).
@@ -62,6 +63,11 @@ for mode in $MODES; do
     "$AUTHD" > "$dir/authd.log" 2>&1 < /dev/null &
   pid=$!
   for _ in $(seq 100); do curl -sf "http://$HTTP/readyz" > /dev/null && break; sleep 0.1; done
+  if ! curl -sf "http://$HTTP/readyz" > /dev/null; then
+    echo "$mode: authd did not start: $(head -c 300 "$dir/authd.log")"
+    [ -n "$sinkpid" ] && kill -TERM "$sinkpid" && wait "$sinkpid"
+    continue
+  fi
   start=$(gauges)
   "$AUTHBENCH" register -url "http://$HTTP" -admin "http://$ADMIN" -concurrency "$C" -duration "$D" -json \
     > "$dir/register.json" 2> "$dir/register.err"
@@ -82,6 +88,6 @@ for mode in $MODES; do
       "$g0->$g1->$g2" "$p0->$p1->$p2" "$i0->$i1->$i2" "$sent" "$sink"
   done
   other=$(jq -c '[(.by_status[] | select(.code != 201) | {code, count}), (.client_errors | select(.total > 0))]' "$dir/register.json")
-  [ "$other" != "[]" ] && echo "  not 201: $other"
+  [ -n "$other" ] && [ "$other" != "[]" ] && echo "  not 201: $other"
 done
 echo "goroutines, pending, inflight: go_goroutines, authd_notify_outbox_pending, authd_notify_inflight before the load -> at its end -> ${SETTLE}s later (AUTHD_NOTIFY_TIMEOUT=$NOTIFY_TIMEOUT); sent: emails the provider accepted by then"
