@@ -245,11 +245,15 @@ func TestDefaultsFollowTheListener(t *testing.T) {
 	if code != 200 || body["issuer"] != in.base || body["jwks_uri"] != in.base+"/.well-known/jwks.json" {
 		t.Errorf("discovery = %d issuer %v jwks_uri %v, want them at %s", code, body["issuer"], body["jwks_uri"], in.base)
 	}
+	// The line follows the start of the listeners, which may already have
+	// answered /healthz: wait for it.
 	var started []map[string]any
-	for _, line := range strings.Split(in.logs.String(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "authd started" {
-			started = append(started, m)
+	for deadline := time.Now().Add(5 * time.Second); len(started) == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, line := range strings.Split(in.logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "authd started" {
+				started = append(started, m)
+			}
 		}
 	}
 	if len(started) != 1 || started[0]["issuer"] != in.base || started[0]["audience"] != "authd" || started[0]["public_url"] != in.base {
